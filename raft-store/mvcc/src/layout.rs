@@ -1,0 +1,308 @@
+//! The RocksDB key layout: every table lives in the default column family under a one-byte
+//! prefix. One column family keeps crash recovery trivially consistent: with the RocksDB WAL
+//! disabled, what survives a crash is the last flushed memtable, and a single column family's
+//! flushes always hold whole write batches in order (RocksDB 7.8's C API cannot flush several
+//! column families atomically on demand).
+//!
+//! | prefix | key                                   | value                                   |
+//! |--------|---------------------------------------|-----------------------------------------|
+//! | `m`    | internal meta name                    | revision, compact revision, compaction job, format |
+//! | `u`    | caller's meta key                     | caller's opaque value                    |
+//! | `k`    | user key                              | latest live version (`record::encode_latest`) |
+//! | `i`    | escaped user key, BE main, BE sub     | 1 byte: put or tombstone                 |
+//! | `h`    | BE main, BE sub                       | kind byte + etcd `KeyValue` protobuf     |
+//! | `l`    | lease id (order-preserving)           | granted TTL, BE i64                      |
+//! | `a`    | lease id (order-preserving), user key | empty: the key is attached to the lease  |
+//!
+//! The index escapes `0x00` as `0x00 0xFF` and ends every key with `0x00 0x01`, so its entries
+//! sort by (user key, revision) and no escaped key is a prefix of another.
+
+use crate::view::{KeyRange, Rev};
+
+/// Internal meta entries.
+pub const TABLE_META: u8 = b'm';
+/// The caller's meta entries.
+pub const TABLE_USER_META: u8 = b'u';
+/// Latest live version of each key.
+pub const TABLE_KV: u8 = b'k';
+/// (key, revision) → kind, to find a key's version at a past revision.
+pub const TABLE_INDEX: u8 = b'i';
+/// revision → change record: the history for watch replay, past reads and hashing.
+pub const TABLE_HISTORY: u8 = b'h';
+/// lease id → granted TTL.
+pub const TABLE_LEASE: u8 = b'l';
+/// (lease id, key) → (): the keys attached to each lease.
+pub const TABLE_ATTACH: u8 = b'a';
+
+/// Meta: the current store revision (BE i64).
+pub const META_REVISION: &[u8] = b"mrevision";
+/// Meta: the compact revision (BE i64); absent until the first compaction.
+pub const META_COMPACT: &[u8] = b"mcompact";
+/// Meta: the pending physical compaction, see `compact::Job`.
+pub const META_COMPACT_JOB: &[u8] = b"mcompact-job";
+/// Meta: the layout version, [`FORMAT_VERSION`] as BE u32.
+pub const META_FORMAT: &[u8] = b"mformat";
+/// The layout version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const ESCAPE: u8 = 0xFF;
+const TERMINATOR: [u8; 2] = [0x00, 0x01];
+const REV_BYTES: usize = 16;
+
+/// The key of a one-byte-prefixed table entry.
+fn prefixed(table: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.push(table);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The exclusive upper bound of a whole table.
+pub fn table_end(table: u8) -> Vec<u8> {
+    vec![table + 1]
+}
+
+/// The bytes of an i64 that sort like the numbers (sign bit flipped).
+fn ordered_i64(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn ordered_i64_decode(b: &[u8]) -> i64 {
+    let raw = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+    (raw ^ (1 << 63)) as i64
+}
+
+/// Big-endian revision bytes. Revisions are never negative, so plain BE sorts correctly.
+pub fn rev_bytes(rev: Rev) -> [u8; REV_BYTES] {
+    assert!(rev.main >= 0 && rev.sub >= 0, "negative revision {rev:?}");
+    let mut out = [0; REV_BYTES];
+    out[..8].copy_from_slice(&rev.main.to_be_bytes());
+    out[8..].copy_from_slice(&rev.sub.to_be_bytes());
+    out
+}
+
+fn rev_decode(b: &[u8]) -> Rev {
+    let main = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+    let sub = i64::from_be_bytes(b[8..16].try_into().expect("8 bytes"));
+    Rev { main, sub }
+}
+
+/// `k` ++ key.
+pub fn kv_key(key: &[u8]) -> Vec<u8> {
+    prefixed(TABLE_KV, &[key])
+}
+
+/// RocksDB bounds `[lo, hi)` of the `k` entries of `range`.
+pub fn kv_bounds(range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
+    let hi = match &range.end {
+        Some(end) => kv_key(end),
+        None => table_end(TABLE_KV),
+    };
+    (kv_key(&range.start), hi)
+}
+
+/// `u` ++ caller key.
+pub fn user_meta_key(key: &[u8]) -> Vec<u8> {
+    prefixed(TABLE_USER_META, &[key])
+}
+
+/// `h` ++ BE main ++ BE sub.
+pub fn history_key(rev: Rev) -> Vec<u8> {
+    prefixed(TABLE_HISTORY, &[&rev_bytes(rev)])
+}
+
+/// The revision of a `h` entry. Panics on a key of another shape: the table holds nothing else.
+pub fn history_key_decode(raw: &[u8]) -> Rev {
+    assert!(
+        raw.len() == 1 + REV_BYTES && raw[0] == TABLE_HISTORY,
+        "corrupt history key {raw:?}"
+    );
+    rev_decode(&raw[1..])
+}
+
+/// `i` ++ escaped key ++ terminator: the common prefix of all index entries of `key`.
+pub fn index_prefix(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 3 + REV_BYTES);
+    out.push(TABLE_INDEX);
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(ESCAPE);
+        }
+    }
+    out.extend_from_slice(&TERMINATOR);
+    out
+}
+
+/// The index entry of `key` at `rev`.
+pub fn index_key(key: &[u8], rev: Rev) -> Vec<u8> {
+    let mut out = index_prefix(key);
+    out.extend_from_slice(&rev_bytes(rev));
+    out
+}
+
+/// RocksDB bounds `[lo, hi)` of the index entries of all keys in `range`.
+pub fn index_bounds(range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
+    let hi = match &range.end {
+        Some(end) => index_prefix(end),
+        None => table_end(TABLE_INDEX),
+    };
+    (index_prefix(&range.start), hi)
+}
+
+/// Splits an index entry into (escaped-key prefix incl. terminator, revision).
+/// Panics on a malformed entry: the index holds nothing else.
+pub fn index_key_split(raw: &[u8]) -> (&[u8], Rev) {
+    assert!(
+        raw.len() >= 1 + TERMINATOR.len() + REV_BYTES && raw[0] == TABLE_INDEX,
+        "corrupt index key {raw:?}"
+    );
+    let (prefix, rev) = raw.split_at(raw.len() - REV_BYTES);
+    assert!(prefix.ends_with(&TERMINATOR), "corrupt index key {raw:?}");
+    (prefix, rev_decode(rev))
+}
+
+/// The user key of an index prefix (as returned by [`index_key_split`]).
+pub fn index_prefix_user_key(prefix: &[u8]) -> Vec<u8> {
+    let escaped = &prefix[1..prefix.len() - TERMINATOR.len()];
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut bytes = escaped.iter();
+    while let Some(&b) = bytes.next() {
+        out.push(b);
+        if b == 0 {
+            let next = bytes.next();
+            assert_eq!(next, Some(&ESCAPE), "corrupt index prefix {prefix:?}");
+        }
+    }
+    out
+}
+
+/// A bound that sorts after every index entry of the key with this prefix and before the next
+/// key's entries (revisions never reach `0xFF..`).
+pub fn index_prefix_after(prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    out.extend_from_slice(&[0xFF; REV_BYTES]);
+    out
+}
+
+/// `l` ++ lease id.
+pub fn lease_key(id: i64) -> Vec<u8> {
+    prefixed(TABLE_LEASE, &[&ordered_i64(id)])
+}
+
+/// The lease id of a `l` entry.
+pub fn lease_key_decode(raw: &[u8]) -> i64 {
+    assert!(
+        raw.len() == 9 && raw[0] == TABLE_LEASE,
+        "corrupt lease key {raw:?}"
+    );
+    ordered_i64_decode(&raw[1..])
+}
+
+/// `a` ++ lease id: the prefix of the attachments of one lease.
+pub fn attach_prefix(id: i64) -> Vec<u8> {
+    prefixed(TABLE_ATTACH, &[&ordered_i64(id)])
+}
+
+/// `a` ++ lease id ++ key.
+pub fn attach_key(id: i64, key: &[u8]) -> Vec<u8> {
+    prefixed(TABLE_ATTACH, &[&ordered_i64(id), key])
+}
+
+/// The user key of an attachment entry.
+pub fn attach_key_user_key(raw: &[u8]) -> &[u8] {
+    assert!(
+        raw.len() >= 9 && raw[0] == TABLE_ATTACH,
+        "corrupt lease attachment key {raw:?}"
+    );
+    &raw[9..]
+}
+
+/// The exclusive end of all keys starting with `prefix` (which is never all `0xFF` here).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    panic!("prefix {prefix:?} has no successor");
+}
+
+/// BE encoding of an i64 meta value.
+pub fn i64_value(v: i64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+/// Decodes an i64 meta value; panics (with the meta key) if it is not 8 bytes.
+pub fn i64_value_decode(key: &[u8], raw: &[u8]) -> i64 {
+    let bytes: [u8; 8] = raw
+        .try_into()
+        .unwrap_or_else(|_| panic!("corrupt meta value for {key:?}: {raw:?}"));
+    i64::from_be_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(main: i64, sub: i64) -> Rev {
+        Rev { main, sub }
+    }
+
+    // Index entries sort by user key first (including keys with zero bytes and prefixes of
+    // each other), then by revision.
+    #[test]
+    fn index_orders_by_key_then_revision() {
+        let keys: [&[u8]; 6] = [b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0b"];
+        let mut entries = Vec::new();
+        for k in keys {
+            for r in [rev(1, 0), rev(1, 5), rev(300, 0)] {
+                entries.push((k.to_vec(), r, index_key(k, r)));
+            }
+        }
+        let mut sorted = entries.clone();
+        sorted.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(sorted, entries);
+        for (k, r, raw) in &entries {
+            let (prefix, decoded) = index_key_split(raw);
+            assert_eq!(decoded, *r);
+            assert_eq!(index_prefix_user_key(prefix), *k);
+            assert!(index_prefix_after(prefix).as_slice() > raw.as_slice());
+        }
+    }
+
+    // A key's entries all lie within the index bounds of a range containing it, and keys
+    // outside the range lie outside the bounds.
+    #[test]
+    fn index_bounds_match_key_range() {
+        let range = KeyRange::from_request(b"b", b"d");
+        let (lo, hi) = index_bounds(&range);
+        for (k, inside) in [(&b"a"[..], false), (b"b", true), (b"c\0", true), (b"d", false)] {
+            let raw = index_key(k, rev(7, 1));
+            assert_eq!(raw >= lo && raw < hi, inside, "{k:?}");
+        }
+    }
+
+    // Lease ids keep numeric order in their byte encoding, negative ids included.
+    #[test]
+    fn lease_ids_sort_numerically() {
+        let ids = [i64::MIN, -5, 0, 1, 7, i64::MAX];
+        let raw: Vec<_> = ids.iter().map(|&id| lease_key(id)).collect();
+        assert!(raw.windows(2).all(|w| w[0] < w[1]));
+        for (id, r) in ids.iter().zip(&raw) {
+            assert_eq!(lease_key_decode(r), *id);
+        }
+        assert_eq!(attach_key_user_key(&attach_key(-3, b"x")), b"x");
+    }
+
+    #[test]
+    fn prefix_end_increments_last_byte() {
+        assert_eq!(prefix_end(b"a\xFF"), b"b".to_vec());
+        assert_eq!(prefix_end(b"ab"), b"ac".to_vec());
+    }
+}

@@ -1,0 +1,18 @@
+//! `skiff-store`: a drop-in etcd v3 replacement built on openraft, a write-ahead log and an
+//! MVCC state machine on RocksDB.
+//!
+//! Crate map:
+//! - [`config`]: etcd's flags and the validated member configuration.
+//! - [`raft`]: openraft's type config, the log store over `skiff-wal`, the state machine
+//!   over `skiff-mvcc`, and the outbound peer network.
+//! - [`server`]: one running member: the etcd gRPC services (KV, Lease, Cluster,
+//!   Maintenance), the peer service, write batching and forwarding, linearizable reads,
+//!   lease expiry, `/health` and `/metrics`.
+//!
+//! The storage engines are separate crates with no knowledge of Raft: `skiff-wal`
+//! (segmented, CRC-framed, group-committed log) and `skiff-mvcc` (etcd's revision model on
+//! RocksDB).
+
+pub mod config;
+pub mod raft;
+pub mod server;

@@ -1,0 +1,297 @@
+//! openraft's `RaftStateMachine` on top of the MVCC store (`skiff-mvcc`).
+//!
+//! Exactly-once apply: every command of a log entry is applied in its own RocksDB batch that
+//! also records how far the entry got (`raft/partial` = (log id, commands done)); the batch of
+//! the entry's last command also records `raft/applied`. After a crash, openraft re-applies
+//! from the last fully applied entry and the commands already done are skipped, so no
+//! command is ever applied twice even though RocksDB's own WAL is off (the Raft WAL is the
+//! durable log; see docs/architecture.md "Recovery").
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use etcd_client::proto::PbEvent;
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageError, StoredMembership,
+};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use skiff_mvcc::{Applied, Mvcc, WriteOp, WriteResponse};
+use tokio::sync::Mutex;
+
+use super::{decode, encode, ApiError, Command, CommandResult, Entry, LogId, MemberNode};
+use super::{RaftRequest, RaftResponse, TypeConfig};
+
+const META_APPLIED: &[u8] = b"raft/applied";
+const META_PARTIAL: &[u8] = b"raft/partial";
+const META_MEMBERSHIP: &[u8] = b"raft/membership";
+const META_MEMBER_PREFIX: &str = "member/";
+
+/// Who hears about applied changes (the lessor, the watch hub). Called on the apply path,
+/// so implementations must be quick and must not block.
+pub trait ApplyObserver: Send + Sync + 'static {
+    /// A lease was granted with this TTL (seconds).
+    fn lease_granted(&self, id: i64, ttl: i64);
+    /// A lease was revoked (by a client or on expiry).
+    fn lease_revoked(&self, id: i64);
+    /// Events of one revision, in order, with `prev_kv` filled.
+    fn events(&self, revision: i64, events: Vec<PbEvent>);
+    /// The whole state was replaced by a snapshot from the leader.
+    fn snapshot_installed(&self);
+}
+
+/// Attributes a member publishes after it starts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberAttrs {
+    /// The member's `--name`.
+    pub name: String,
+    /// Advertised client URLs.
+    pub client_urls: Vec<String>,
+}
+
+/// The replicated state machine of one member.
+pub struct StateMachine {
+    mvcc: Arc<Mvcc>,
+    observer: Arc<dyn ApplyObserver>,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+#[derive(Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, MemberNode>,
+    data: Vec<u8>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
+}
+
+/// Reads the published attributes of a member from the state machine.
+pub fn member_attrs(mvcc: &Mvcc, id: u64) -> Option<MemberAttrs> {
+    let bytes = mvcc.get_meta(format!("{META_MEMBER_PREFIX}{id:016x}").as_bytes())?;
+    decode(&bytes).ok()
+}
+
+impl StateMachine {
+    /// Wraps the MVCC store; `observer` hears about applied changes.
+    pub fn new(mvcc: Arc<Mvcc>, observer: Arc<dyn ApplyObserver>) -> Self {
+        StateMachine { mvcc, observer, current: Arc::new(Mutex::new(None)) }
+    }
+
+    fn last_applied(&self) -> Option<LogId> {
+        self.mvcc.get_meta(META_APPLIED).and_then(|b| decode::<Option<LogId>>(&b).ok()).flatten()
+    }
+
+    fn membership(&self) -> StoredMembership<u64, MemberNode> {
+        self.mvcc
+            .get_meta(META_MEMBERSHIP)
+            .and_then(|b| decode(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn apply_meta_only(&self, meta: &[(&[u8], &[u8])]) -> Result<(), StorageError<u64>> {
+        self.mvcc.apply(WriteOp::MetaOnly, meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    fn apply_batch(&self, log_id: LogId, req: RaftRequest) -> Result<RaftResponse, StorageError<u64>> {
+        let done = match self.mvcc.get_meta(META_PARTIAL).and_then(|b| decode::<(LogId, u32)>(&b).ok()) {
+            Some((id, n)) if id == log_id => n as usize,
+            _ => 0,
+        };
+        let total = req.cmds.len();
+        let applied = encode(&Some(log_id));
+        let mut results = Vec::with_capacity(total);
+        for (i, cmd) in req.cmds.into_iter().enumerate() {
+            if i < done {
+                results.push(CommandResult::Err(ApiError::new(tonic::Code::Aborted, "already applied")));
+                continue;
+            }
+            let partial = encode(&(log_id, (i + 1) as u32));
+            let mut meta: Vec<(&[u8], &[u8])> = vec![(META_PARTIAL, &partial)];
+            if i + 1 == total {
+                meta.push((META_APPLIED, &applied));
+            }
+            results.push(self.apply_command(cmd, &meta)?);
+        }
+        if total == 0 {
+            self.apply_meta_only(&[(META_APPLIED, &applied)])?;
+        }
+        Ok(RaftResponse { results })
+    }
+
+    fn apply_command(&self, cmd: Command, meta: &[(&[u8], &[u8])]) -> Result<CommandResult, StorageError<u64>> {
+        let bad = |what: &str, e: prost::DecodeError| {
+            CommandResult::Err(ApiError::new(tonic::Code::Internal, format!("undecodable {what} in the log: {e}")))
+        };
+        let applied = match &cmd {
+            Command::Put(b) => match Message::decode(b.as_slice()) {
+                Ok(r) => self.mvcc.apply(WriteOp::Put(&r), meta),
+                Err(e) => return self.reject(meta, bad("put", e)),
+            },
+            Command::DeleteRange(b) => match Message::decode(b.as_slice()) {
+                Ok(r) => self.mvcc.apply(WriteOp::DeleteRange(&r), meta),
+                Err(e) => return self.reject(meta, bad("delete", e)),
+            },
+            Command::Txn(b) => match Message::decode(b.as_slice()) {
+                Ok(r) => self.mvcc.apply(WriteOp::Txn(&r), meta),
+                Err(e) => return self.reject(meta, bad("txn", e)),
+            },
+            Command::Compact(b) => match Message::decode(b.as_slice()) {
+                Ok(r) => self.mvcc.apply(WriteOp::Compact(&r), meta),
+                Err(e) => return self.reject(meta, bad("compact", e)),
+            },
+            Command::LeaseGrant { id, ttl } => self.mvcc.apply(WriteOp::LeaseGrant { id: *id, ttl: *ttl }, meta),
+            Command::LeaseRevoke { id } => self.mvcc.apply(WriteOp::LeaseRevoke { id: *id }, meta),
+            Command::PublishMember { id, name, client_urls } => {
+                let key = format!("{META_MEMBER_PREFIX}{id:016x}");
+                let attrs = encode(&MemberAttrs { name: name.clone(), client_urls: client_urls.clone() });
+                let mut all = meta.to_vec();
+                all.push((key.as_bytes(), &attrs));
+                self.mvcc.apply(WriteOp::MetaOnly, &all)
+            }
+        }
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(self.finish(&cmd, applied))
+    }
+
+    fn reject(&self, meta: &[(&[u8], &[u8])], result: CommandResult) -> Result<CommandResult, StorageError<u64>> {
+        self.apply_meta_only(meta)?;
+        Ok(result)
+    }
+
+    /// Tells the observer what changed and encodes the response.
+    fn finish(&self, cmd: &Command, applied: Applied) -> CommandResult {
+        let Applied { result, events, revision } = applied;
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => return CommandResult::Err(ApiError { code: e.grpc_code() as i32, message: e.etcd_message().into() }),
+        };
+        match cmd {
+            Command::LeaseGrant { id, ttl } => self.observer.lease_granted(*id, *ttl),
+            Command::LeaseRevoke { id } => self.observer.lease_revoked(*id),
+            _ => {}
+        }
+        if !events.is_empty() {
+            self.observer.events(revision, events);
+        }
+        CommandResult::Ok { revision, body: encode_response(resp) }
+    }
+}
+
+fn encode_response(resp: WriteResponse) -> Vec<u8> {
+    match resp {
+        WriteResponse::Put(r) => r.encode_to_vec(),
+        WriteResponse::DeleteRange(r) => r.encode_to_vec(),
+        WriteResponse::Txn(r) => r.encode_to_vec(),
+        WriteResponse::Compact(r) => r.encode_to_vec(),
+        WriteResponse::LeaseGrant { .. } | WriteResponse::LeaseRevoke | WriteResponse::Meta => Vec::new(),
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<u64, MemberNode>), StorageError<u64>> {
+        Ok((self.last_applied(), self.membership()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<RaftResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let applied = encode(&Some(log_id));
+            match entry.payload {
+                EntryPayload::Blank => {
+                    self.apply_meta_only(&[(META_APPLIED, &applied)])?;
+                    out.push(RaftResponse::default());
+                }
+                EntryPayload::Membership(m) => {
+                    let stored = encode(&StoredMembership::new(Some(log_id), m));
+                    self.apply_meta_only(&[(META_APPLIED, &applied), (META_MEMBERSHIP, &stored)])?;
+                    out.push(RaftResponse::default());
+                }
+                EntryPayload::Normal(req) => out.push(self.apply_batch(log_id, req)?),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // The copy is taken here, on the apply task, so the data and the applied marker
+        // are from the same point: apply cannot run while this method runs.
+        let built = build_snapshot(&self.mvcc, self.last_applied(), self.membership());
+        SnapshotBuilder { built: Some(built), current: self.current.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, MemberNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let mvcc = self.mvcc.clone();
+        let bytes = data.clone();
+        tokio::task::spawn_blocking(move || mvcc.install_snapshot(&mut bytes.as_slice()))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "installed snapshot from leader");
+        *self.current.lock().await = Some(StoredSnapshot { meta: meta.clone(), data });
+        self.observer.snapshot_installed();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let mut cur = self.current.lock().await;
+        if cur.is_none() && self.last_applied().is_some() {
+            *cur = Some(build_snapshot(&self.mvcc, self.last_applied(), self.membership())?);
+        }
+        Ok(cur.as_ref().map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(Cursor::new(s.data.clone())) }))
+    }
+}
+
+fn build_snapshot(
+    mvcc: &Mvcc,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<u64, MemberNode>,
+) -> Result<StoredSnapshot, StorageError<u64>> {
+    // Flushing first makes RocksDB's on-disk state at least as new as the snapshot, so
+    // the Raft log up to the snapshot may be purged safely (RocksDB's WAL is off).
+    mvcc.flush().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    let mut data = Vec::new();
+    mvcc.write_snapshot(&mut data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    let snapshot_id = match last_applied {
+        Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
+        None => format!("empty-{}", data.len()),
+    };
+    let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+    Ok(StoredSnapshot { meta, data })
+}
+
+/// Hands openraft the snapshot copied in `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    built: Option<Result<StoredSnapshot, StorageError<u64>>>,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let built = self.built.take().expect("a snapshot builder is used once")?;
+        tracing::info!(last_log_id = ?built.meta.last_log_id, bytes = built.data.len(), "built snapshot");
+        let snap = Snapshot { meta: built.meta.clone(), snapshot: Box::new(Cursor::new(built.data.clone())) };
+        *self.current.lock().await = Some(built);
+        Ok(snap)
+    }
+}

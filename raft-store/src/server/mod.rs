@@ -1,0 +1,315 @@
+//! One skiff-store member: storage, Raft, the etcd v3 gRPC services and the peer service,
+//! wired together and run until SIGINT/SIGTERM.
+//!
+//! ```text
+//!  client port (2379): gRPC KV/Lease/Cluster/Maintenance + HTTP /health /metrics
+//!        │ writes: Proposer (batch / forward) ──► Raft ──► StateMachine (MVCC)
+//!        │ reads:  ReadBarrier (ReadIndex)      ──► MVCC
+//!  peer port (2380):  Peer service (Raft RPCs, forwarded proposals, read index, lease calls)
+//! ```
+
+pub mod cluster;
+pub mod errors;
+pub mod http;
+pub mod kv;
+pub mod lease;
+pub mod lessor;
+pub mod maintenance;
+pub mod metrics;
+pub mod peer;
+pub mod proposer;
+pub mod reads;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use etcd_client::proto::{PbEvent, PbResponseHeader};
+use openraft::{RaftLogReader, SnapshotPolicy};
+use skiff_mvcc::{Mvcc, MvccOptions};
+use skiff_wal::{SyncMode, WalOptions};
+
+use crate::config::{ClusterState, Config};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Peers;
+use crate::raft::state_machine::{ApplyObserver, StateMachine};
+use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft};
+use lessor::Lessor;
+use proposer::Proposer;
+use reads::ReadBarrier;
+
+/// The etcd version this member reports. Kubernetes enables watch progress requests only
+/// for etcd >= 3.5.13, and skiff-store implements what that version offers clients.
+pub const ETCD_VERSION: &str = "3.5.17";
+/// How often the leader looks for expired leases.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// Lease revokes proposed per check (etcd revokes at most 1000 leases per second).
+const MAX_REVOKES_PER_CHECK: usize = 250;
+
+/// Everything a request handler needs, shared by all services.
+pub struct Node {
+    /// Validated flags.
+    pub cfg: Config,
+    /// The Raft instance.
+    pub raft: Raft,
+    /// The local state machine store.
+    pub mvcc: Arc<Mvcc>,
+    /// The Raft log.
+    pub log: LogStore,
+    /// Write path.
+    pub proposer: Proposer,
+    /// Linearizable read path.
+    pub reads: ReadBarrier,
+    /// Lease deadlines.
+    pub lessor: Arc<Lessor>,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
+}
+
+impl Node {
+    /// A response header for a reply at `revision`.
+    pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
+        Some(PbResponseHeader {
+            cluster_id: self.cfg.cluster_id,
+            member_id: self.cfg.member_id,
+            revision,
+            raft_term: self.raft.metrics().borrow().current_term,
+        })
+    }
+
+    /// Proposes a command and returns the decoded response body and revision.
+    pub async fn write<M: prost::Message + Default>(&self, cmd: Command) -> Result<(M, i64), ApiError> {
+        let kind = cmd.kind();
+        match self.proposer.propose(cmd).await? {
+            CommandResult::Ok { revision, body } => {
+                let msg = M::decode(body.as_slice()).map_err(|e| errors::internal(format!("bad {kind} response: {e}")))?;
+                Ok((msg, revision))
+            }
+            CommandResult::Err(e) => Err(e),
+        }
+    }
+}
+
+/// Hears about applied changes: keeps the lessor's lease set current.
+struct Observer {
+    lessor: Arc<Lessor>,
+    mvcc: Arc<Mvcc>,
+}
+
+impl ApplyObserver for Observer {
+    fn lease_granted(&self, id: i64, ttl: i64) {
+        self.lessor.granted(id, ttl, Instant::now());
+    }
+    fn lease_revoked(&self, id: i64) {
+        self.lessor.revoked(id);
+    }
+    fn events(&self, _revision: i64, _events: Vec<PbEvent>) {}
+    fn snapshot_installed(&self) {
+        self.lessor.reset(self.mvcc.leases(), Instant::now());
+    }
+}
+
+fn raft_config(cfg: &Config) -> anyhow::Result<openraft::Config> {
+    let hb = cfg.heartbeat.as_millis() as u64;
+    let et = cfg.election_timeout.as_millis() as u64;
+    let c = openraft::Config {
+        cluster_name: "skiff".into(),
+        heartbeat_interval: hb,
+        // etcd randomises the election timeout in [timeout, 2*timeout).
+        election_timeout_min: et,
+        election_timeout_max: et * 2,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+        // Keep etcd's 5000 catch-up entries so a briefly lagging member needs no snapshot.
+        max_in_snapshot_log_to_keep: 5000,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 64,
+        ..Default::default()
+    };
+    Ok(c.validate()?)
+}
+
+/// Opens storage, starts Raft and all listeners, and serves until a shutdown signal.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let member_dir = cfg.data_dir.join("member");
+    std::fs::create_dir_all(&member_dir).with_context(|| format!("failed to create {}", member_dir.display()))?;
+    let mvcc = Arc::new(Mvcc::open(&member_dir.join("kv"), MvccOptions::default()).context("failed to open the MVCC store")?);
+    let sync = if cfg.unsafe_no_fsync { SyncMode::NoSync } else { SyncMode::Fsync };
+    let log = LogStore::open(&member_dir.join("wal"), WalOptions { sync, ..Default::default() })
+        .context("failed to open the write-ahead log")?;
+    let lessor = Arc::new(Lessor::default());
+    lessor.reset(mvcc.leases(), Instant::now());
+    let observer = Arc::new(Observer { lessor: lessor.clone(), mvcc: mvcc.clone() });
+    let sm = StateMachine::new(mvcc.clone(), observer);
+    let peers = Peers::default();
+    let raft = Raft::new(cfg.member_id, Arc::new(raft_config(&cfg)?), peers.clone(), log.clone(), sm)
+        .await
+        .context("failed to start raft")?;
+    let proposer = Proposer::start(raft.clone(), peers.clone(), cfg.member_id, cfg.election_timeout);
+    let reads = ReadBarrier::start(raft.clone(), proposer.clone(), cfg.election_timeout * 5, cfg.unsafe_local_reads);
+    let node = Arc::new(Node {
+        metrics: metrics::Metrics::new(),
+        cfg,
+        raft,
+        mvcc,
+        log,
+        proposer,
+        reads,
+        lessor,
+    });
+    peer::serve(node.clone()).await?;
+    bootstrap(&node).await?;
+    http::serve_clients(node.clone()).await?;
+    tokio::spawn(publish_member(node.clone()));
+    tokio::spawn(lease_expiry(node.clone()));
+    tokio::spawn(leadership_watch(node.clone()));
+    tracing::info!(
+        name = %node.cfg.name,
+        member_id = format!("{:x}", node.cfg.member_id),
+        cluster_id = format!("{:x}", node.cfg.cluster_id),
+        client_urls = ?node.cfg.advertise_client_urls,
+        "skiff-store member started"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = node.raft.shutdown().await;
+    node.mvcc.flush().context("failed to flush the state machine")?;
+    Ok(())
+}
+
+/// On first start of a new cluster, write the initial membership (every member does the
+/// same, which openraft allows: identical initial configs agree).
+async fn bootstrap(node: &Node) -> anyhow::Result<()> {
+    if node.cfg.cluster_state == ClusterState::Existing {
+        return Ok(());
+    }
+    let mut log = node.log.clone();
+    let pristine = log.try_get_log_entries(0..1).await?.is_empty() && node.log.wal().last_index().is_none();
+    if !pristine {
+        return Ok(());
+    }
+    let members: BTreeMap<u64, MemberNode> = node
+        .cfg
+        .initial_cluster
+        .iter()
+        .map(|m| (m.id, MemberNode { name: m.name.clone(), peer_urls: m.peer_urls.clone() }))
+        .collect();
+    match node.raft.initialize(members).await {
+        Ok(()) => tracing::info!("bootstrapped a new cluster from --initial-cluster"),
+        Err(e) => tracing::info!(error = %e, "cluster already initialized"),
+    }
+    Ok(())
+}
+
+/// Publishes this member's name and client URLs through Raft, retrying until it sticks.
+async fn publish_member(node: Arc<Node>) {
+    let cmd = Command::PublishMember {
+        id: node.cfg.member_id,
+        name: node.cfg.name.clone(),
+        client_urls: node.cfg.advertise_client_urls.clone(),
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match node.proposer.propose(cmd.clone()).await {
+            Ok(_) => {
+                tracing::info!("published member attributes");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Keeps the lessor's primary flag in step with Raft leadership.
+async fn leadership_watch(node: Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    let mut was_leader = false;
+    loop {
+        let is_leader = rx.borrow_and_update().current_leader == Some(node.cfg.member_id);
+        if is_leader != was_leader {
+            if is_leader {
+                node.lessor.promote(Instant::now());
+                node.metrics.leader_changes.inc();
+                tracing::info!("became leader: lease deadlines refreshed");
+            } else {
+                node.lessor.demote();
+            }
+            was_leader = is_leader;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader, proposes revokes for expired leases.
+async fn lease_expiry(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(LEASE_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        for id in node.lessor.take_expired(Instant::now(), MAX_REVOKES_PER_CHECK) {
+            let node = node.clone();
+            tokio::spawn(async move {
+                match node.proposer.propose_local(Command::LeaseRevoke { id }).await {
+                    Ok(_) => tracing::debug!(lease = format!("{id:x}"), "expired lease revoked"),
+                    Err(e) => tracing::debug!(lease = format!("{id:x}"), error = ?e, "revoking an expired lease failed"),
+                }
+            });
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Runs a handler body, records its latency and status in the metrics, and converts the
+/// error to a gRPC status.
+pub async fn track<T>(
+    node: &Node,
+    method: &'static str,
+    body: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    let start = Instant::now();
+    let res = body.await;
+    let code = match &res {
+        Ok(_) => "OK".to_string(),
+        Err(e) => format!("{:?}", tonic::Code::from_i32(e.code)),
+    };
+    node.metrics.grpc_handled.with_label_values(&[method, &code]).inc();
+    node.metrics.grpc_latency.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
+    res.map(tonic::Response::new).map_err(tonic::Status::from)
+}
+
+/// Converts an MVCC read error into etcd's client-visible error.
+pub fn mvcc_error(e: skiff_mvcc::EtcdError) -> ApiError {
+    ApiError { code: e.grpc_code() as i32, message: e.etcd_message().to_string() }
+}
+
+impl Node {
+    /// Refuses writes that add data once the backend exceeds `--quota-backend-bytes`
+    /// (deletes, compaction and reads keep working, as with etcd's NOSPACE alarm).
+    pub fn check_quota(&self) -> Result<(), ApiError> {
+        if self.mvcc.db_size_bytes() > self.cfg.quota_backend_bytes {
+            return Err(errors::no_space());
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Proposes a command whose response has no body (lease grant/revoke).
+    pub async fn write_unit(&self, cmd: Command) -> Result<((), i64), ApiError> {
+        match self.proposer.propose(cmd).await? {
+            CommandResult::Ok { revision, .. } => Ok(((), revision)),
+            CommandResult::Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Linearizable reads (ReadIndex), coalesced.
+//!
+//! A linearizable read must observe every write acknowledged before it started. The
+//! barrier asks the leader for its commit index after it has confirmed its leadership with a
+//! quorum (openraft's `get_read_log_id`), then waits until this member has applied that
+//! index; the read is then served from local state. On a follower the leader is asked over
+//! the peer connection.
+//!
+//! Coalescing: one round runs at a time; every read that arrives while a round is in flight
+//! waits for the *next* round, which starts after it arrived, so it still sees every write
+//! acknowledged before it. A thousand concurrent readers cost one quorum round trip.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::errors;
+use super::proposer::{LeaderRef, ProposeError, Proposer};
+use crate::raft::network::PeerMethod;
+use crate::raft::{ApiError, Raft};
+
+/// Readers waiting for the next round. Bounded for backpressure.
+const MAX_WAITING_READS: usize = 65_536;
+
+type Waiter = oneshot::Sender<Result<u64, ApiError>>;
+
+/// Hands out read barriers.
+#[derive(Clone)]
+pub struct ReadBarrier {
+    raft: Raft,
+    tx: mpsc::Sender<Waiter>,
+    timeout: Duration,
+    /// Test-only: skip the barrier (stale reads possible).
+    unsafe_local: bool,
+}
+
+impl ReadBarrier {
+    /// Starts the round task.
+    pub fn start(raft: Raft, proposer: Proposer, timeout: Duration, unsafe_local: bool) -> ReadBarrier {
+        let (tx, rx) = mpsc::channel(MAX_WAITING_READS);
+        tokio::spawn(round_loop(proposer, rx, timeout));
+        ReadBarrier { raft, tx, timeout, unsafe_local }
+    }
+
+    /// Returns once this member's state reflects every write acknowledged before the call.
+    pub async fn wait(&self) -> Result<(), ApiError> {
+        if self.unsafe_local {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(tx).await.map_err(|_| errors::internal("read barrier stopped"))?;
+        let index = rx.await.map_err(|_| errors::internal("read barrier dropped"))??;
+        self.raft
+            .wait(Some(self.timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|_| errors::timeout())?;
+        Ok(())
+    }
+}
+
+async fn round_loop(proposer: Proposer, mut rx: mpsc::Receiver<Waiter>, timeout: Duration) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let res = read_index(&proposer, timeout).await;
+        for w in waiters {
+            let _ = w.send(res.clone());
+        }
+    }
+}
+
+/// One ReadIndex round: the commit index a read must wait for.
+async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiError> {
+    for _ in 0..3 {
+        let res = match proposer.leader().await? {
+            LeaderRef::Me => leader_read_index(proposer.raft()).await,
+            LeaderRef::Other(id, node) => {
+                let conn = proposer.peers().get(id, &node).map_err(errors::internal)?;
+                conn.call::<_, Result<u64, ProposeError>>(PeerMethod::ReadIndex, &(), timeout)
+                    .await
+                    .map_err(|_| errors::timeout())?
+            }
+        };
+        match res {
+            Ok(i) => return Ok(i),
+            Err(ProposeError::Api(e)) => return Err(e),
+            Err(ProposeError::NotLeader) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Err(errors::leader_changed())
+}
+
+/// On the leader: confirm leadership with a quorum and return the index to wait for.
+pub async fn leader_read_index(raft: &Raft) -> Result<u64, ProposeError> {
+    match raft.get_read_log_id().await {
+        Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+        Err(openraft::error::RaftError::APIError(_)) => Err(ProposeError::NotLeader),
+        Err(e) => Err(ProposeError::Api(errors::internal(e))),
+    }
+}

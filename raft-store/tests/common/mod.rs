@@ -1,0 +1,268 @@
+//! Test harness: real multi-process clusters of `skiff-store` (and, for comparison, of real
+//! etcd 3.4 from Debian's `etcd-server` package) on loopback ports, plus an `etcdctl` runner.
+//!
+//! Each member writes its log to `<tempdir>/<name>.log`; when a cluster is dropped during a
+//! panicking test, the tail of every log is printed so the failure can be read from CI output.
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which binary a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// This project's store.
+    Skiff,
+    /// Real etcd 3.4 (`/usr/bin/etcd`).
+    Etcd,
+}
+
+/// One member's fixed identity and ports.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    pub flavor: Flavor,
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    extra_args: Vec<String>,
+}
+
+/// A free loopback port (bound and released; the tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+fn binary(flavor: Flavor) -> PathBuf {
+    match flavor {
+        Flavor::Skiff => PathBuf::from(env!("CARGO_BIN_EXE_skiff-store")),
+        Flavor::Etcd => PathBuf::from("/usr/bin/etcd"),
+    }
+}
+
+/// Whether real etcd is installed (the compatibility tests need it; `.ci/run` installs it).
+pub fn etcd_available() -> bool {
+    Path::new("/usr/bin/etcd").exists() && Path::new("/usr/bin/etcdctl").exists()
+}
+
+/// Skips (or, under CI, fails) a test that needs etcd when it is missing.
+pub fn require_etcd() -> bool {
+    if etcd_available() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("etcd/etcdctl are not installed: run `apt-get install etcd-server etcd-client` (.ci/run does)");
+    }
+    eprintln!("SKIPPED: etcd-server/etcd-client not installed");
+    false
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until every member serves linearizable reads.
+    pub fn start(flavor: Flavor, n: usize) -> Cluster {
+        Self::start_with(flavor, n, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra flags for every member.
+    pub fn start_with(flavor: Flavor, n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let members: Vec<Member> = (0..n)
+            .map(|i| {
+                let name = format!("m{i}");
+                Member {
+                    data_dir: dir.path().join(format!("{name}.data")),
+                    log: dir.path().join(format!("{name}.log")),
+                    name,
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    child: None,
+                }
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            flavor,
+            dir,
+            members,
+            initial_cluster,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_healthy(Duration::from_secs(30));
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("open member log");
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let mut cmd = Command::new(binary(self.flavor));
+        cmd.args(["--name", &m.name])
+            .args(["--data-dir", m.data_dir.to_str().unwrap()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "test-cluster"])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if self.flavor == Flavor::Etcd {
+            cmd.env("ETCD_UNSUPPORTED_ARCH", "amd64");
+        }
+        self.members[i].child = Some(cmd.spawn().expect("start a member process"));
+    }
+
+    /// Comma-separated client endpoints (`127.0.0.1:port`).
+    pub fn endpoints(&self) -> String {
+        self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Client endpoint of member `i`.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// URLs for the `etcd-client` crate.
+    pub fn urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect()
+    }
+
+    /// Waits until `etcdctl endpoint health` passes on every running member.
+    pub fn wait_healthy(&self, limit: Duration) {
+        let start = Instant::now();
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            loop {
+                let out = etcdctl(&self.endpoint(i), &["endpoint", "health", "--command-timeout=2s"]);
+                if out.status.success() {
+                    break;
+                }
+                if start.elapsed() > limit {
+                    self.dump_logs();
+                    panic!("member {} not healthy after {limit:?}: {}", m.name, String::from_utf8_lossy(&out.stderr));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// SIGKILLs member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts a killed member with the same data dir.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "member {i} is still running");
+        self.spawn(i);
+    }
+
+    /// The index of the current leader, asked from member `from`.
+    pub fn leader(&self) -> Option<usize> {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let out = etcdctl(&self.endpoint(i), &["endpoint", "status", "-w", "json"]);
+            if !out.status.success() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let st = &v[0]["Status"];
+            let leader = st["leader"].as_u64()?;
+            let me = st["header"]["member_id"].as_u64()?;
+            if leader == me {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Waits for some member to report itself leader.
+    pub fn wait_leader(&self, limit: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            if start.elapsed() > limit {
+                self.dump_logs();
+                panic!("no leader after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Prints the tail of every member's log.
+    pub fn dump_logs(&self) {
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("----- {} ({:?}) last {} log lines -----\n{}", m.name, self.flavor, tail.len(), tail.join("\n"));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Runs `etcdctl` (v3 API) against `endpoints`.
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> Output {
+    etcdctl_stdin(endpoints, args, None)
+}
+
+/// Runs `etcdctl` with `stdin` fed to it (for the interactive `txn`).
+pub fn etcdctl_stdin(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().expect("wait for etcdctl")
+}
+
+/// stdout of a successful etcdctl call (panics with stderr otherwise).
+pub fn ok(out: Output) -> String {
+    assert!(out.status.success(), "etcdctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

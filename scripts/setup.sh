@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages skiff needs to build and test (Debian 12), once.
+#   librocksdb-dev   RocksDB 7.8 linked by the `rocksdb` crate (no 30-minute C++ build)
+#   libclang-dev     bindgen for librocksdb-sys
+#   protobuf-compiler  prost/tonic code generation
+#   etcd-server etcd-client  real etcd 3.4 and etcdctl: the peers tests compare against
+set -euo pipefail
+need=()
+for p in librocksdb-dev libclang-dev clang protobuf-compiler etcd-server etcd-client; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # Debian starts an etcd service on install; tests start their own clusters.
+  $SUDO systemctl disable --now etcd >/dev/null 2>&1 || $SUDO pkill -x etcd || true
+fi
+command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
