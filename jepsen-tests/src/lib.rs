@@ -19,6 +19,8 @@
 //!           Report { Verdict, per-partition results } ◀── checker::check ◀─┘
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checker;
 pub mod cmd;
 pub mod history;

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use skiff_jepsen::checker::{CheckOptions, Verdict, DEFAULT_MAX_STEPS};
+use skiff_jepsen::checker::{CheckOptions, Verdict, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_STEPS};
 use skiff_jepsen::cmd::check::{self, Format, ModelChoice};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -16,9 +16,15 @@ const EXIT_LINEARIZABLE: u8 = 0;
 const EXIT_NOT_LINEARIZABLE: u8 = 1;
 const EXIT_UNKNOWN: u8 = 2;
 const EXIT_USAGE: u8 = 3;
+/// `--help` and `--version` succeed.
+const EXIT_HELP: u8 = 0;
 
 #[derive(Debug, Parser)]
-#[command(name = "skiff-jepsen", version, about = "Jepsen-style history checking for Skiff")]
+#[command(
+    name = "skiff-jepsen",
+    version,
+    about = "Jepsen-style history checking for Skiff"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +50,9 @@ struct CheckArgs {
     /// Step budget per partition; bounds memory as well as time.
     #[arg(long, default_value_t = DEFAULT_MAX_STEPS)]
     max_steps: u64,
+    /// Memory budget of each partition's search cache, in MiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_CACHE_BYTES >> 20)]
+    max_cache_mb: u64,
     /// Model to check against (skiff format only; inferred when omitted).
     #[arg(long, value_enum)]
     model: Option<ModelChoice>,
@@ -57,7 +66,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             // --help and --version are not errors; everything else is a usage error.
-            let code = if err.use_stderr() { EXIT_USAGE } else { EXIT_LINEARIZABLE };
+            let code = if err.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_HELP
+            };
             // Nothing useful can be done if printing the clap message fails.
             let _ = err.print();
             return ExitCode::from(code);
@@ -83,13 +96,18 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<u8> {
     let model = check::choose_model(args.format, args.model, &ops)?;
     let options = CheckOptions {
         max_steps: args.max_steps,
+        max_cache_bytes: args.max_cache_mb.saturating_mul(1 << 20),
         timeout: args.timeout_ms.map(Duration::from_millis),
         threads: args.threads,
     };
     let started = Instant::now();
     let report = check::check_history(&ops, model, &options)?;
     let elapsed = started.elapsed();
-    println!("history: {} ({} events, model {model})", args.file.display(), ops.len());
+    println!(
+        "history: {} ({} events, model {model})",
+        args.file.display(),
+        ops.len()
+    );
     print!("{report}");
     println!("checked in {:.3} ms", elapsed.as_secs_f64() * 1e3);
     println!("{}", report.verdict);

@@ -12,7 +12,9 @@ pub(crate) struct Bitset {
 impl Bitset {
     /// An empty set able to hold indices `[0, capacity)`.
     pub(crate) fn new(capacity: usize) -> Self {
-        Bitset { words: vec![0; capacity.div_ceil(64)].into_boxed_slice() }
+        Bitset {
+            words: vec![0; capacity.div_ceil(64)].into_boxed_slice(),
+        }
     }
 
     /// Adds `index`.
@@ -27,19 +29,37 @@ impl Bitset {
 
     /// The members of `self` that are not in `mask`. Both must have the same capacity.
     pub(crate) fn difference(&self, mask: &Bitset) -> Bitset {
-        let words = self.words.iter().zip(mask.words.iter()).map(|(a, m)| a & !m).collect();
+        let words = self
+            .words
+            .iter()
+            .zip(mask.words.iter())
+            .map(|(a, m)| a & !m)
+            .collect();
         Bitset { words }
     }
 
     /// The members of `self` that are also in `mask`. Both must have the same capacity.
     pub(crate) fn intersection(&self, mask: &Bitset) -> Bitset {
-        let words = self.words.iter().zip(mask.words.iter()).map(|(a, m)| a & m).collect();
+        let words = self
+            .words
+            .iter()
+            .zip(mask.words.iter())
+            .map(|(a, m)| a & m)
+            .collect();
         Bitset { words }
     }
 
     /// Whether every member of `self` is in `other`. Both must have the same capacity.
     pub(crate) fn is_subset(&self, other: &Bitset) -> bool {
-        self.words.iter().zip(other.words.iter()).all(|(a, b)| a & !b == 0)
+        self.words
+            .iter()
+            .zip(other.words.iter())
+            .all(|(a, b)| a & !b == 0)
+    }
+
+    /// Bytes the set owns on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.words)
     }
 
     /// Whether the set is empty.
@@ -47,8 +67,7 @@ impl Bitset {
         self.words.iter().all(|&word| word == 0)
     }
 
-    /// Whether `index` is in the set (the search itself only needs equality and hashing).
-    #[cfg(test)]
+    /// Whether `index` is in the set.
     pub(crate) fn contains(&self, index: usize) -> bool {
         self.words[index / 64] & (1 << (index % 64)) != 0
     }

@@ -1,12 +1,15 @@
 //! The explanation given for a non-linearizable partition.
 //!
-//! The search remembers the deepest configuration it reached: the longest sequence of
-//! operations it could linearize, and the model state after it. From there no operation can go
-//! next: every operation invoked before the earliest pending return is illegal in that state
-//! (had one been legal, the search would have gone one level deeper). Those candidates, with the
-//! one whose return closes the window, are the point where the history breaks.
+//! The search remembers the configuration with the most *required* operations linearized (see
+//! `search` for required and optional operations): the sequence it linearized and the model
+//! state after it. From there no required operation can go next: each one invoked before the
+//! earliest pending return is illegal in that state (had one been legal, the search would have
+//! reached a configuration with more required operations). Those candidates, with the one whose
+//! return closes the window, are the point where the history breaks. The other operations that
+//! overlap the window are listed too, since their order is what a reader will question:
+//! linearized ones, and operations with unknown outcome that were not applied.
 
-use crate::model::{Model, Operation};
+use crate::model::{Model, OperationOf};
 use std::fmt;
 
 /// How many prefix operations [`Counterexample`]'s `Display` shows; earlier ones are counted.
@@ -34,23 +37,32 @@ pub struct Counterexample {
     pub operations: usize,
     /// The longest linearizable prefix found, in linearization order.
     pub prefix: Vec<OpSummary>,
-    /// The model state after the prefix, in the model's `Debug` form.
+    /// The model state after the prefix, as [`Model::describe_state`] renders it.
     pub state: String,
-    /// The operations that could go next after the prefix, by invocation; none is legal.
+    /// The required operations that could go next after the prefix, by invocation; none of
+    /// them is legal in `state`.
     pub candidates: Vec<OpSummary>,
     /// The candidate that returns first: it must take effect before that return.
     pub first_to_return: OpSummary,
+    /// Operations of the prefix that overlap the candidates' window, in linearization order.
+    pub overlapping_linearized: Vec<OpSummary>,
+    /// Operations with unknown outcome, not applied in the prefix, invoked before the window
+    /// ends; they may still take effect at any later point, or never.
+    pub overlapping_unapplied: Vec<OpSummary>,
 }
 
 impl Counterexample {
-    /// Builds the explanation from the deepest configuration of a failed search.
+    /// Builds the explanation from the configuration of a failed search with the most
+    /// required operations linearized.
     ///
-    /// `prefix` holds indices into `ops` in linearization order; `state` is the state after it.
+    /// `prefix` holds indices into `ops` in linearization order; `state` is the state after it;
+    /// `optional(i)` says whether operation `i` is optional.
     pub(crate) fn new<M: Model>(
         key: Option<&str>,
-        ops: &[&Operation<M::Input, M::Output>],
+        ops: &[&OperationOf<M>],
         prefix: &[usize],
         state: &M::State,
+        optional: impl Fn(usize) -> bool,
     ) -> Self {
         let summary = |index: usize| {
             let op = ops[index];
@@ -65,21 +77,44 @@ impl Counterexample {
         for &index in prefix {
             linearized[index] = true;
         }
-        let remaining: Vec<usize> = (0..ops.len()).filter(|&i| !linearized[i]).collect();
-        let first_to_return = remaining
+        let ret = |i: usize| ops[i].ret.unwrap_or(usize::MAX);
+        let (unapplied, required): (Vec<usize>, Vec<usize>) = (0..ops.len())
+            .filter(|&i| !linearized[i])
+            .partition(|&i| optional(i));
+        let first_to_return = required
             .iter()
             .copied()
-            .min_by_key(|&i| (ops[i].ret.unwrap_or(usize::MAX), i))
-            .expect("a failed search leaves at least one operation unlinearized");
-        let window_end = ops[first_to_return].ret.unwrap_or(usize::MAX);
-        let candidates = remaining.iter().copied().filter(|&i| ops[i].call <= window_end);
+            .min_by_key(|&i| (ret(i), i))
+            .expect("a failed search leaves a required operation unlinearized");
+        let window_end = ret(first_to_return);
+        let in_window = |i: &usize| ops[*i].call <= window_end;
+        let candidates: Vec<usize> = required.into_iter().filter(in_window).collect();
+        for &i in &candidates {
+            // The search guarantees this (see the module docs); a legal candidate would mean
+            // it gave up on a configuration it could still extend.
+            let legal = M::step(state, &ops[i].input, &ops[i].output).is_some();
+            assert!(
+                !legal,
+                "candidate invoked at {} is legal after the best prefix",
+                ops[i].call
+            );
+        }
+        let window_start = candidates
+            .iter()
+            .map(|&i| ops[i].call)
+            .min()
+            .unwrap_or(window_end);
+        let overlaps = |i: &usize| in_window(i) && ret(*i) >= window_start;
+        let summaries = |indices: &mut dyn Iterator<Item = usize>| indices.map(summary).collect();
         Counterexample {
             key: key.map(str::to_owned),
             operations: ops.len(),
-            prefix: prefix.iter().map(|&i| summary(i)).collect(),
-            state: format!("{state:?}"),
-            candidates: candidates.map(summary).collect(),
+            prefix: summaries(&mut prefix.iter().copied()),
+            state: M::describe_state(state),
+            candidates: summaries(&mut candidates.iter().copied()),
             first_to_return: summary(first_to_return),
+            overlapping_linearized: summaries(&mut prefix.iter().copied().filter(overlaps)),
+            overlapping_unapplied: summaries(&mut unapplied.into_iter().filter(in_window)),
         }
     }
 }
@@ -91,9 +126,15 @@ pub(crate) fn show_key(key: Option<&str>) -> String {
 
 impl fmt::Display for OpSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ret = self.ret.map_or_else(|| "never".to_owned(), |ret| (ret + 1).to_string());
+        let ret = self
+            .ret
+            .map_or_else(|| "never".to_owned(), |ret| (ret + 1).to_string());
         let span = format!("events {}..{ret}", self.call + 1);
-        write!(f, "{span:<18} process {:<4} {}", self.process, self.description)
+        write!(
+            f,
+            "{span:<18} process {:<4} {}",
+            self.process, self.description
+        )
     }
 }
 
@@ -118,10 +159,35 @@ impl fmt::Display for Counterexample {
         for op in &self.prefix[hidden..] {
             writeln!(f, "    {op}")?;
         }
-        writeln!(f, "  after it none of these operations can take effect in that state:")?;
+        writeln!(
+            f,
+            "  after it none of these operations can take effect in that state:"
+        )?;
         for op in &self.candidates {
-            let marker = if *op == self.first_to_return { "  <- must take effect first" } else { "" };
+            let marker = if *op == self.first_to_return {
+                "  <- must take effect first"
+            } else {
+                ""
+            };
             writeln!(f, "    {op}{marker}")?;
+        }
+        let overlapping = [
+            (
+                "linearized operations overlapping them (in linearization order):",
+                &self.overlapping_linearized,
+            ),
+            (
+                "operations with unknown outcome, not applied in the prefix:",
+                &self.overlapping_unapplied,
+            ),
+        ];
+        for (title, ops) in overlapping {
+            if !ops.is_empty() {
+                writeln!(f, "  {title}")?;
+                for op in ops {
+                    writeln!(f, "    {op}")?;
+                }
+            }
         }
         Ok(())
     }
@@ -133,22 +199,31 @@ mod tests {
     use crate::model::test_support::op;
     use crate::model::{CasRegister, RegisterInput as I, RegisterOutput as O};
 
-    /// Candidates are the unlinearized operations invoked before the earliest pending return.
+    /// Candidates are the required operations invoked before the earliest pending return;
+    /// overlapping linearized and unapplied unknown-outcome operations are listed apart.
     #[test]
-    fn candidates_end_at_first_return() {
-        let write = op(0, Some(1), I::Write(1), O::Written);
-        let stale = op(2, Some(5), I::Read, O::Read(None));
-        let late = op(3, Some(4), I::Read, O::Read(Some(2)));
-        let after = op(6, Some(7), I::Read, O::Read(Some(1)));
-        let ops = [&write, &stale, &late, &after];
-        let cex = Counterexample::new::<CasRegister>(None, &ops, &[0], &Some(1));
-        assert_eq!(cex.prefix.len(), 1);
-        let calls: Vec<usize> = cex.candidates.iter().map(|c| c.call).collect();
-        assert_eq!(calls, vec![2, 3]);
-        assert_eq!(cex.first_to_return.call, 3);
+    fn window_candidates_and_overlaps() {
+        let early = op(0, Some(1), I::Write(1), O::Written);
+        let overlapping = op(2, Some(8), I::Write(2), O::Written);
+        let timed_out = op(3, None, I::Write(7), O::Unknown);
+        let stale = op(4, Some(6), I::Read, O::Read(None));
+        let bogus = op(5, Some(7), I::Read, O::Read(Some(5)));
+        let after = op(9, Some(10), I::Read, O::Read(Some(2)));
+        let ops = [&early, &overlapping, &timed_out, &stale, &bogus, &after];
+        let cex = Counterexample::new::<CasRegister>(None, &ops, &[0, 1], &Some(2), |i| i == 2);
+        let calls = |list: &[OpSummary]| list.iter().map(|c| c.call).collect::<Vec<_>>();
+        assert_eq!(calls(&cex.prefix), vec![0, 2]);
+        assert_eq!(calls(&cex.candidates), vec![4, 5]);
+        assert_eq!(cex.first_to_return.call, 4);
+        assert_eq!(calls(&cex.overlapping_linearized), vec![2]);
+        assert_eq!(calls(&cex.overlapping_unapplied), vec![3]);
         let text = cex.to_string();
-        assert!(text.contains("leaving state Some(1)"), "{text}");
-        assert!(text.contains("events 3..6"), "{text}");
-        assert!(text.contains("read => nil"), "{text}");
+        assert!(text.contains("leaving state 2"), "{text}");
+        assert!(text.contains("events 5..7"), "{text}");
+        assert!(
+            text.contains("read => nil  <- must take effect first"),
+            "{text}"
+        );
+        assert!(text.contains("events 4..never"), "{text}");
     }
 }

@@ -36,7 +36,11 @@ impl EventList {
         let mut events = Vec::with_capacity(2 * ops.len());
         for (index, op) in ops.iter().enumerate() {
             let ret = op.ret.unwrap_or(usize::MAX);
-            assert!(ret >= op.call, "operation invoked at {} returns earlier, at {ret}", op.call);
+            assert!(
+                ret >= op.call,
+                "operation invoked at {} returns earlier, at {ret}",
+                op.call
+            );
             events.push((op.call, false, index));
             events.push((ret, true, index));
         }
@@ -51,7 +55,10 @@ impl EventList {
             .iter()
             .map(|&(_, is_return, op)| match is_return {
                 true => Entry::Return { op },
-                false => Entry::Call { op, ret: return_node[op] },
+                false => Entry::Call {
+                    op,
+                    ret: return_node[op],
+                },
             })
             .collect();
         Self::link(entries)
@@ -63,15 +70,26 @@ impl EventList {
         // The sentinels point at themselves at the ends, so only real links need care.
         let mut next: Vec<usize> = (0..count + 2).collect();
         let mut prev = next.clone();
-        let order: Vec<usize> = std::iter::once(head).chain(0..count).chain([tail]).collect();
+        let order: Vec<usize> = std::iter::once(head)
+            .chain(0..count)
+            .chain([tail])
+            .collect();
         for pair in order.windows(2) {
             next[pair[0]] = pair[1];
             prev[pair[1]] = pair[0];
         }
-        EventList { entries, next, prev, head, tail }
+        EventList {
+            entries,
+            next,
+            prev,
+            head,
+            tail,
+        }
     }
 
-    /// Whether every operation has been lifted.
+    /// Whether every operation has been lifted. The search stops earlier (see `search`), so
+    /// only tests need this.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.next[self.head] == self.tail
     }
@@ -85,7 +103,10 @@ impl EventList {
     /// call's own return is still linked after it.
     pub(crate) fn next(&self, node: usize) -> usize {
         let next = self.next[node];
-        assert_ne!(next, self.tail, "walked past the last entry; a call lost its return");
+        assert_ne!(
+            next, self.tail,
+            "walked past the last entry; a call lost its return"
+        );
         next
     }
 
@@ -148,12 +169,18 @@ mod tests {
         let c = op(2, Some(4), (), ());
         let mut list = EventList::new(&[&a, &b, &c]);
         let before = walk(&list);
-        let ops: Vec<_> = before.iter().map(|e| matches!(e, Entry::Return { .. })).collect();
+        let ops: Vec<_> = before
+            .iter()
+            .map(|e| matches!(e, Entry::Return { .. }))
+            .collect();
         assert_eq!(ops, vec![false, false, false, true, true, true]);
         assert_eq!(before[5], Entry::Return { op: 1 });
         list.lift(0);
         list.lift(2);
-        assert_eq!(walk(&list), vec![Entry::Call { op: 1, ret: 5 }, Entry::Return { op: 1 }]);
+        assert_eq!(
+            walk(&list),
+            vec![Entry::Call { op: 1, ret: 5 }, Entry::Return { op: 1 }]
+        );
         list.unlift(2);
         list.unlift(0);
         assert_eq!(walk(&list), before);

@@ -19,7 +19,7 @@ mod search;
 
 pub use counterexample::{Counterexample, OpSummary, DISPLAY_PREFIX_OPS};
 
-use crate::model::{Model, Operation, Partition};
+use crate::model::{Model, OperationOf, Partition};
 use counterexample::show_key;
 use search::{Limits, SearchOutcome};
 use std::fmt;
@@ -28,25 +28,37 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Default step budget per partition. A step adds at most one cache entry (a bitset plus a
-/// state, roughly 50–200 bytes for the models here), so this caps a search at a few hundred MB
-/// even on pathological input; the golden histories need at most a few thousand steps.
-pub const DEFAULT_MAX_STEPS: u64 = 2_000_000;
+/// Default step budget per partition: a few seconds of search. The golden histories need at
+/// most about 55 000 steps.
+pub const DEFAULT_MAX_STEPS: u64 = 5_000_000;
+
+/// Default memory budget of each partition's cache, estimated from bitset and state sizes.
+/// At most `available_parallelism` searches run at once, so a check stays within a few of
+/// these even on a pathological history.
+pub const DEFAULT_MAX_CACHE_BYTES: u64 = 512 << 20;
 
 /// How a check runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Step budget of each partition's search (see [`DEFAULT_MAX_STEPS`]).
     pub max_steps: u64,
+    /// Memory budget of each partition's cache (see [`DEFAULT_MAX_CACHE_BYTES`]).
+    pub max_cache_bytes: u64,
     /// Wall-clock limit for the whole check; `None` means no limit.
     pub timeout: Option<Duration>,
-    /// Worker threads; `None` uses `available_parallelism`. Never more than the partitions.
+    /// Worker threads; `None` uses `available_parallelism`, which is also the cap. Never more
+    /// than the partitions.
     pub threads: Option<NonZeroUsize>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { max_steps: DEFAULT_MAX_STEPS, timeout: None, threads: None }
+        CheckOptions {
+            max_steps: DEFAULT_MAX_STEPS,
+            max_cache_bytes: DEFAULT_MAX_CACHE_BYTES,
+            timeout: None,
+            threads: None,
+        }
     }
 }
 
@@ -59,6 +71,13 @@ pub enum UnknownReason {
         key: Option<String>,
         /// The budget it ran out of.
         max_steps: u64,
+    },
+    /// A partition's cache outgrew its memory budget.
+    MemoryBudget {
+        /// The partition's key.
+        key: Option<String>,
+        /// The budget, in bytes.
+        max_bytes: u64,
     },
     /// The deadline passed while a partition was still being searched.
     Timeout {
@@ -74,6 +93,12 @@ impl fmt::Display for UnknownReason {
                 f,
                 "{}: the search used its budget of {max_steps} steps; raise --max-steps",
                 show_key(key.as_deref())
+            ),
+            UnknownReason::MemoryBudget { key, max_bytes } => write!(
+                f,
+                "{}: the search cache reached its budget of {} MiB; raise --max-cache-mb",
+                show_key(key.as_deref()),
+                max_bytes >> 20
             ),
             UnknownReason::Timeout { key } => write!(
                 f,
@@ -108,7 +133,7 @@ impl Verdict {
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -148,20 +173,22 @@ pub struct Report {
 }
 
 /// Checks whether `ops` is linearizable with respect to model `M`.
-pub fn check<M: Model>(ops: &[Operation<M::Input, M::Output>], options: &CheckOptions) -> Report {
+///
+/// # Panics
+///
+/// If an operation returns before it is invoked (`ret < call`), which decoding never produces.
+pub fn check<M: Model>(ops: &[OperationOf<M>], options: &CheckOptions) -> Report {
     let partitions = M::partition(ops);
     let cancel = AtomicBool::new(false);
     let limits = Limits {
         max_steps: options.max_steps,
-        deadline: options.timeout.and_then(|timeout| Instant::now().checked_add(timeout)),
+        max_cache_bytes: options.max_cache_bytes,
+        deadline: options
+            .timeout
+            .and_then(|timeout| Instant::now().checked_add(timeout)),
         cancel: &cancel,
     };
-    let threads = options
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, NonZeroUsize::get)
-        .min(partitions.len())
-        .max(1);
+    let threads = worker_threads(options.threads, partitions.len());
     let outcomes = run_partitions::<M>(ops, &partitions, &limits, threads);
     let results: Vec<PartitionResult> = partitions
         .iter()
@@ -170,16 +197,30 @@ pub fn check<M: Model>(ops: &[Operation<M::Input, M::Output>], options: &CheckOp
             key: partition.key.clone(),
             operations: partition.ops.len(),
             steps,
-            outcome: partition_outcome(outcome, partition, options.max_steps),
+            outcome: partition_outcome(outcome, partition, options),
         })
         .collect();
-    Report { verdict: overall_verdict(&results), partitions: results }
+    Report {
+        verdict: overall_verdict(&results),
+        partitions: results,
+    }
+}
+
+/// How many workers to run: as requested, but never more than the machine's parallelism
+/// (the searches are CPU-bound, so extra threads only add memory) nor than the partitions.
+fn worker_threads(requested: Option<NonZeroUsize>, partitions: usize) -> usize {
+    let available = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    requested
+        .map_or(available, NonZeroUsize::get)
+        .min(available)
+        .min(partitions)
+        .max(1)
 }
 
 /// Runs every partition's search on `threads` workers, largest partitions first so the long
 /// searches start early. Returns outcomes in partition order.
 fn run_partitions<M: Model>(
-    ops: &[Operation<M::Input, M::Output>],
+    ops: &[OperationOf<M>],
     partitions: &[Partition],
     limits: &Limits<'_>,
     threads: usize,
@@ -194,7 +235,9 @@ fn run_partitions<M: Model>(
             if matches!(result.0, SearchOutcome::Illegal(_)) {
                 limits.cancel.store(true, Ordering::Relaxed);
             }
-            slots.lock().expect("workers never panic while holding the lock")[index] = Some(result);
+            slots
+                .lock()
+                .expect("workers never panic while holding the lock")[index] = Some(result);
         }
     };
     std::thread::scope(|scope| {
@@ -212,26 +255,34 @@ fn run_partitions<M: Model>(
 }
 
 fn run_one<M: Model>(
-    ops: &[Operation<M::Input, M::Output>],
+    ops: &[OperationOf<M>],
     partition: &Partition,
     limits: &Limits<'_>,
 ) -> (SearchOutcome, u64) {
     if limits.cancel.load(Ordering::Relaxed) {
         return (SearchOutcome::Cancelled, 0);
     }
-    let members: Vec<&Operation<M::Input, M::Output>> =
-        partition.ops.iter().map(|&index| &ops[index]).collect();
+    let members: Vec<&OperationOf<M>> = partition.ops.iter().map(|&index| &ops[index]).collect();
     search::search::<M>(partition.key.as_deref(), &members, limits)
 }
 
-fn partition_outcome(outcome: SearchOutcome, partition: &Partition, max_steps: u64) -> PartitionOutcome {
+fn partition_outcome(
+    outcome: SearchOutcome,
+    partition: &Partition,
+    options: &CheckOptions,
+) -> PartitionOutcome {
     let key = partition.key.clone();
     match outcome {
         SearchOutcome::Linearizable => PartitionOutcome::Linearizable,
         SearchOutcome::Illegal(cex) => PartitionOutcome::NotLinearizable(cex),
-        SearchOutcome::OutOfSteps => {
-            PartitionOutcome::Unknown(UnknownReason::StepBudget { key, max_steps })
-        }
+        SearchOutcome::OutOfSteps => PartitionOutcome::Unknown(UnknownReason::StepBudget {
+            key,
+            max_steps: options.max_steps,
+        }),
+        SearchOutcome::OutOfMemory => PartitionOutcome::Unknown(UnknownReason::MemoryBudget {
+            key,
+            max_bytes: options.max_cache_bytes,
+        }),
         SearchOutcome::DeadlinePassed => PartitionOutcome::Unknown(UnknownReason::Timeout { key }),
         SearchOutcome::Cancelled => PartitionOutcome::Cancelled,
     }
@@ -272,7 +323,11 @@ impl fmt::Display for Report {
                 PartitionOutcome::Cancelled => "cancelled (another partition is illegal)",
             };
             let key = show_key(result.key.as_deref());
-            writeln!(f, "  {key}: {outcome} ({} ops, {} steps)", result.operations, result.steps)?;
+            writeln!(
+                f,
+                "  {key}: {outcome} ({} ops, {} steps)",
+                result.operations, result.steps
+            )?;
         }
         if let Some(hidden) = self.partitions.len().checked_sub(DISPLAY_PARTITIONS) {
             if hidden > 0 {
@@ -292,12 +347,21 @@ mod tests {
     use super::*;
     use crate::history::{pair, Op, OpKind};
     use crate::model::test_support::op;
-    use crate::model::{decode_history, CasRegister, Kv, KvInput, KvOutput};
+    use crate::model::{decode_history, CasRegister, Kv, KvInput, KvOutput, Operation};
     use crate::model::{RegisterInput as I, RegisterOutput as O};
     use serde_json::json;
 
-    fn keyed(key: &str, call: usize, ret: usize, input: KvInput, output: KvOutput) -> Operation<KvInput, KvOutput> {
-        Operation { key: Some(key.to_owned()), ..op(call, Some(ret), input, output) }
+    fn keyed(
+        key: &str,
+        call: usize,
+        ret: usize,
+        input: KvInput,
+        output: KvOutput,
+    ) -> Operation<KvInput, KvOutput> {
+        Operation {
+            key: Some(key.to_owned()),
+            ..op(call, Some(ret), input, output)
+        }
     }
 
     /// A failed write is dropped, so a read may not observe it.
@@ -342,14 +406,21 @@ mod tests {
     /// An exhausted budget on one partition gives Unknown for the whole history.
     #[test]
     fn budget_exhaustion_gives_unknown() {
-        let mut ops: Vec<Operation<I, O>> =
-            (0..8).map(|i| op(i, Some(20 + i), I::Write(i as i64), O::Written)).collect();
+        let mut ops: Vec<Operation<I, O>> = (0..8)
+            .map(|i| op(i, Some(20 + i), I::Write(i as i64), O::Written))
+            .collect();
         ops.push(op(40, Some(41), I::Read, O::Read(Some(99))));
-        let options = CheckOptions { max_steps: 100, ..CheckOptions::default() };
+        let options = CheckOptions {
+            max_steps: 100,
+            ..CheckOptions::default()
+        };
         let report = check::<CasRegister>(&ops, &options);
         assert_eq!(
             report.verdict,
-            Verdict::Unknown(UnknownReason::StepBudget { key: None, max_steps: 100 })
+            Verdict::Unknown(UnknownReason::StepBudget {
+                key: None,
+                max_steps: 100
+            })
         );
         assert_eq!(report.verdict.as_str(), "unknown");
     }
@@ -383,10 +454,16 @@ mod tests {
             let input = match rng.below(3) {
                 0 => I::Read,
                 1 => I::Write(rng.below(3) as i64),
-                _ => I::Cas { expected: rng.below(3) as i64, new: rng.below(3) as i64 },
+                _ => I::Cas {
+                    expected: rng.below(3) as i64,
+                    new: rng.below(3) as i64,
+                },
             };
             let effect = if applies { at(effect) } else { usize::MAX };
-            timed.push((effect, op(at(call), (!pending).then(|| at(ret)), input, O::Unknown)));
+            timed.push((
+                effect,
+                op(at(call), (!pending).then(|| at(ret)), input, O::Unknown),
+            ));
         }
         timed.sort_by_key(|(effect, _)| *effect);
         let mut state = None;
@@ -412,8 +489,9 @@ mod tests {
             }
         }
         let mut ops: Vec<_> = timed.into_iter().map(|(_, op)| op).collect();
-        let reads: Vec<usize> =
-            (0..ops.len()).filter(|&i| matches!(ops[i].output, O::Read(_))).collect();
+        let reads: Vec<usize> = (0..ops.len())
+            .filter(|&i| matches!(ops[i].output, O::Read(_)))
+            .collect();
         if !reads.is_empty() && rng.below(2) == 0 {
             let victim = reads[rng.below(reads.len() as u64) as usize];
             ops[victim].output = O::Read(Some(rng.below(3) as i64));
@@ -462,6 +540,9 @@ mod tests {
             assert_eq!(got, expected, "history: {ops:#?}");
             verdicts[usize::from(got)] += 1;
         }
-        assert!(verdicts[0] > 50 && verdicts[1] > 50, "both verdicts exercised: {verdicts:?}");
+        assert!(
+            verdicts[0] > 50 && verdicts[1] > 50,
+            "both verdicts exercised: {verdicts:?}"
+        );
     }
 }

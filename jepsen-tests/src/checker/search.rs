@@ -6,14 +6,17 @@
 //! operation out of the list, pushes `(operation, previous state)` and restarts from the head.
 //! Otherwise it moves on to the next entry. Reaching a return entry means the operation that
 //! returns there can no longer be placed later, so the search pops the latest choice, restores
-//! its state, relinks it and continues after it. An empty list is a linearization; popping an
-//! empty stack means there is none.
+//! its state, relinks it and continues after it. Lifting every operation gives a linearization
+//! (with optional operations, defined below, the search may stop earlier); popping an empty
+//! stack means there is none.
 //!
 //! Two configurations with the same linearized set and state have the same futures, so the
 //! cache prunes all but the first. The cache is what makes the search exponential in the
 //! number of *concurrent* operations rather than in the length of the history; it can still
 //! grow large, which is why every search runs under a step budget (one cache entry at most per
 //! step) and an optional deadline.
+//!
+//! Each scan tries the candidates in two passes, required operations first (see [`Pass`]).
 //!
 //! Operations that never returned (Jepsen `info`) and that the model accepts in any state
 //! ([`Model::always_legal`]) are *optional*: they can always be placed last, which means they
@@ -23,12 +26,22 @@
 //! a configuration is pruned when a subset of its optional ops was already explored. Without
 //! this, every subset of the timed-out writes in a Jepsen history is a separate configuration,
 //! and a few dozen of them blow the search up by orders of magnitude.
+//!
+//! For the same reason the search succeeds as soon as every non-optional operation is
+//! linearized: the optional ones left over go last. This is also what keeps the pruning
+//! complete. A pruned configuration may be dominated by one still on the stack (reached from it
+//! by optional ops that left the state unchanged), and the dominating one must then be able to
+//! finish without ever applying those ops, which "done when the required ops are done" allows.
+//! (Proof sketch: take an explored configuration with a completion that has the most required
+//! ops linearized and, among those, the fewest optional ops before its next required op; its
+//! next op was tried, and the child was either explored or pruned by an explored configuration
+//! that dominates it; either way a "better" explored configuration exists, a contradiction.)
 
 use super::bitset::Bitset;
 use super::counterexample::Counterexample;
 use super::events::{Entry, EventList};
-use crate::model::{Model, Operation};
-use std::collections::HashMap;
+use crate::model::{Model, OperationOf};
+use std::collections::{hash_map, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -39,8 +52,10 @@ const POLL_INTERVAL_STEPS: u64 = 1024;
 /// When a search must give up.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits<'a> {
-    /// Loop iterations allowed; bounds both time and cache memory.
+    /// Loop iterations allowed; bounds time, and cache memory coarsely.
     pub(crate) max_steps: u64,
+    /// Estimated bytes the cache may hold.
+    pub(crate) max_cache_bytes: u64,
     /// Wall-clock instant after which the search stops.
     pub(crate) deadline: Option<Instant>,
     /// Set when another partition proved the history illegal.
@@ -56,6 +71,8 @@ pub(crate) enum SearchOutcome {
     Illegal(Box<Counterexample>),
     /// The step budget ran out first.
     OutOfSteps,
+    /// The cache outgrew its memory budget first.
+    OutOfMemory,
     /// The deadline passed first.
     DeadlinePassed,
     /// Another partition was illegal, so this one no longer matters.
@@ -66,7 +83,7 @@ pub(crate) enum SearchOutcome {
 /// of steps taken.
 pub(crate) fn search<M: Model>(
     key: Option<&str>,
-    ops: &[&Operation<M::Input, M::Output>],
+    ops: &[&OperationOf<M>],
     limits: &Limits<'_>,
 ) -> (SearchOutcome, u64) {
     let mut optional = Bitset::new(ops.len());
@@ -75,20 +92,41 @@ pub(crate) fn search<M: Model>(
             optional.insert(index);
         }
     }
+    let required_total = ops.len() - (0..ops.len()).filter(|&i| optional.contains(i)).count();
     let mut search = Search::<M> {
         ops,
         list: EventList::new(ops),
         state: M::init(),
         linearized: Bitset::new(ops.len()),
+        required_total,
+        required_left: required_total,
         optional: (!optional.is_empty()).then_some(optional),
         stack: Vec::with_capacity(ops.len()),
         seen: HashMap::new(),
+        cache_bytes: 0,
         best: Vec::new(),
+        best_required: 0,
         best_state: M::init(),
         steps: 0,
     };
     let outcome = search.run(key, limits);
     (outcome, search.steps)
+}
+
+/// Which candidates a scan tries. Required operations go first: each must be placed before
+/// its return, while an optional one can always wait, so trying required ones first finds a
+/// linearization sooner. Every candidate is still tried once from every configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Required,
+    Optional,
+}
+
+/// A position in the scan of the event list.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    node: usize,
+    pass: Pass,
 }
 
 /// A linearized operation on the search stack.
@@ -102,43 +140,82 @@ struct Frame<S> {
 }
 
 struct Search<'o, M: Model> {
-    ops: &'o [&'o Operation<M::Input, M::Output>],
+    ops: &'o [&'o OperationOf<M>],
     list: EventList,
     state: M::State,
     linearized: Bitset,
     /// The optional operations (see the module docs), if there are any.
     optional: Option<Bitset>,
+    /// Non-optional operations not linearized yet; the search succeeds when it reaches 0.
+    required_left: usize,
     stack: Vec<Frame<M::State>>,
     /// Configurations already explored: `(linearized non-optional ops, state)`, hashing both,
     /// mapped to the sets of optional ops applied, none a superset of another.
     seen: HashMap<(Bitset, M::State), Vec<Bitset>>,
-    /// The deepest linearized sequence reached, for the counterexample.
+    /// Estimated bytes held by `seen`.
+    cache_bytes: u64,
+    /// All non-optional operations.
+    required_total: usize,
+    /// The linearized sequence with the most required operations, for the counterexample.
     best: Vec<usize>,
+    /// How many required operations `best` holds.
+    best_required: usize,
     best_state: M::State,
     steps: u64,
 }
 
 impl<M: Model> Search<'_, M> {
     fn run(&mut self, key: Option<&str>, limits: &Limits<'_>) -> SearchOutcome {
-        let mut cursor = self.list.first();
+        let mut cursor = self.restart();
         loop {
-            if self.list.is_empty() {
+            if self.required_left == 0 {
                 return SearchOutcome::Linearizable;
             }
             if let Some(stop) = self.poll(limits) {
                 return stop;
             }
-            cursor = match self.list.entry(cursor) {
-                Entry::Call { op, .. } if self.try_lift(cursor, op) => self.list.first(),
-                Entry::Call { .. } => self.list.next(cursor),
-                Entry::Return { .. } => match self.backtrack() {
-                    Some(call) => self.list.next(call),
-                    None => {
-                        let cex = Counterexample::new::<M>(key, self.ops, &self.best, &self.best_state);
-                        return SearchOutcome::Illegal(Box::new(cex));
+            let Cursor { node, pass } = cursor;
+            cursor = match self.list.entry(node) {
+                Entry::Call { op, .. } if self.pass_of(op) != pass => self.advance(cursor),
+                Entry::Call { op, .. } if self.try_lift(node, op) => self.restart(),
+                Entry::Call { .. } => self.advance(cursor),
+                Entry::Return { .. } if pass == Pass::Required && self.optional.is_some() => {
+                    Cursor {
+                        node: self.list.first(),
+                        pass: Pass::Optional,
                     }
+                }
+                Entry::Return { .. } => match self.backtrack() {
+                    Some((call, op)) => Cursor {
+                        node: self.list.next(call),
+                        pass: self.pass_of(op),
+                    },
+                    None => return SearchOutcome::Illegal(Box::new(self.counterexample(key))),
                 },
             };
+        }
+    }
+
+    /// Where a scan starts after a new operation was linearized.
+    fn restart(&self) -> Cursor {
+        Cursor {
+            node: self.list.first(),
+            pass: Pass::Required,
+        }
+    }
+
+    fn advance(&self, cursor: Cursor) -> Cursor {
+        Cursor {
+            node: self.list.next(cursor.node),
+            ..cursor
+        }
+    }
+
+    fn pass_of(&self, op: usize) -> Pass {
+        if self.is_optional(op) {
+            Pass::Optional
+        } else {
+            Pass::Required
         }
     }
 
@@ -148,11 +225,17 @@ impl<M: Model> Search<'_, M> {
         if self.steps > limits.max_steps {
             return Some(SearchOutcome::OutOfSteps);
         }
+        if self.cache_bytes > limits.max_cache_bytes {
+            return Some(SearchOutcome::OutOfMemory);
+        }
         if self.steps % POLL_INTERVAL_STEPS == 1 {
             if limits.cancel.load(Ordering::Relaxed) {
                 return Some(SearchOutcome::Cancelled);
             }
-            if limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if limits
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
                 return Some(SearchOutcome::DeadlinePassed);
             }
         }
@@ -171,13 +254,34 @@ impl<M: Model> Search<'_, M> {
             return false;
         }
         let before = std::mem::replace(&mut self.state, next);
-        self.stack.push(Frame { call: node, op, before });
+        self.stack.push(Frame {
+            call: node,
+            op,
+            before,
+        });
+        if !self.is_optional(op) {
+            self.required_left -= 1;
+        }
         self.list.lift(node);
-        if self.stack.len() > self.best.len() {
+        let required_done = self.required_total - self.required_left;
+        if required_done > self.best_required {
+            self.best_required = required_done;
             self.best = self.stack.iter().map(|frame| frame.op).collect();
             self.best_state = self.state.clone();
         }
         true
+    }
+
+    /// Explains the failure from the configuration with the most required ops linearized.
+    fn counterexample(&self, key: Option<&str>) -> Counterexample {
+        let optional = |op| self.is_optional(op);
+        Counterexample::new::<M>(key, self.ops, &self.best, &self.best_state, optional)
+    }
+
+    fn is_optional(&self, op: usize) -> bool {
+        self.optional
+            .as_ref()
+            .is_some_and(|optional| optional.contains(op))
     }
 
     /// Records the configuration `(self.linearized, state)`; returns `false` if it, or one
@@ -185,28 +289,57 @@ impl<M: Model> Search<'_, M> {
     fn remember(&mut self, state: M::State) -> bool {
         let Some(optional) = &self.optional else {
             // No optional ops: plain exact-match caching, with an empty (unallocated) set.
-            let explored = self.seen.insert((self.linearized.clone(), state), Vec::new());
-            return explored.is_none();
+            let cost = self.key_cost(&self.linearized, &state);
+            let fresh = self
+                .seen
+                .insert((self.linearized.clone(), state), Vec::new())
+                .is_none();
+            if fresh {
+                self.cache_bytes += cost;
+            }
+            return fresh;
         };
         let required = self.linearized.difference(optional);
         let applied = self.linearized.intersection(optional);
-        let explored = self.seen.entry((required, state)).or_default();
+        let key_cost = self.key_cost(&required, &state);
+        let set_cost = (std::mem::size_of::<Bitset>() + applied.heap_bytes()) as u64;
+        let explored = match self.seen.entry((required, state)) {
+            hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            hash_map::Entry::Vacant(entry) => {
+                self.cache_bytes += key_cost;
+                entry.insert(Vec::new())
+            }
+        };
         if explored.iter().any(|earlier| earlier.is_subset(&applied)) {
             return false;
         }
         // Entries the new one dominates can go: anything they would prune, it prunes too.
+        // Their memory is not subtracted; the estimate errs on the safe side.
         explored.retain(|earlier| !applied.is_subset(earlier));
         explored.push(applied);
+        self.cache_bytes += set_cost;
         true
     }
 
-    /// Undoes the latest choice; returns its call node, or `None` if there was none.
-    fn backtrack(&mut self) -> Option<usize> {
+    /// Estimated bytes of one cache key plus its hash-table slot.
+    fn key_cost(&self, bits: &Bitset, state: &M::State) -> u64 {
+        /// Control bytes, padding and the empty `Vec` of a hashbrown slot, roughly.
+        const SLOT_OVERHEAD_BYTES: usize = 32;
+        let inline = std::mem::size_of::<(Bitset, M::State)>() + SLOT_OVERHEAD_BYTES;
+        (inline + bits.heap_bytes() + M::heap_bytes(state)) as u64
+    }
+
+    /// Undoes the latest choice; returns its call node and operation, or `None` if there was
+    /// none.
+    fn backtrack(&mut self) -> Option<(usize, usize)> {
         let frame = self.stack.pop()?;
+        if !self.is_optional(frame.op) {
+            self.required_left += 1;
+        }
         self.linearized.remove(frame.op);
         self.state = frame.before;
         self.list.unlift(frame.call);
-        Some(frame.call)
+        Some((frame.call, frame.op))
     }
 }
 
@@ -214,13 +347,18 @@ impl<M: Model> Search<'_, M> {
 mod tests {
     use super::*;
     use crate::model::test_support::op;
-    use crate::model::{CasRegister, RegisterInput as I, RegisterOutput as O};
+    use crate::model::{CasRegister, Operation, RegisterInput as I, RegisterOutput as O};
 
     type RegisterOp = Operation<I, O>;
 
     fn run(ops: &[RegisterOp], max_steps: u64) -> SearchOutcome {
         let cancel = AtomicBool::new(false);
-        let limits = Limits { max_steps, deadline: None, cancel: &cancel };
+        let limits = Limits {
+            max_steps,
+            max_cache_bytes: u64::MAX,
+            deadline: None,
+            cancel: &cancel,
+        };
         let refs: Vec<&RegisterOp> = ops.iter().collect();
         search::<CasRegister>(None, &refs, &limits).0
     }
@@ -236,7 +374,10 @@ mod tests {
     /// A read that starts after a write finished must not see the older value.
     #[test]
     fn stale_read_is_illegal() {
-        let ops = [op(0, Some(1), I::Write(1), O::Written), op(2, Some(3), I::Read, O::Read(None))];
+        let ops = [
+            op(0, Some(1), I::Write(1), O::Written),
+            op(2, Some(3), I::Read, O::Read(None)),
+        ];
         assert!(!legal(&ops));
     }
 
@@ -258,17 +399,39 @@ mod tests {
     fn info_write_may_or_may_not_apply() {
         let info = op(0, None, I::Write(1), O::Unknown);
         let read = |call, value| op(call, Some(call + 1), I::Read, O::Read(value));
-        assert!(legal(&[info.clone(), read(1, Some(1))]), "the write took effect");
-        assert!(legal(&[info.clone(), read(1, None)]), "the write never took effect");
-        assert!(legal(&[info.clone(), read(1, None), read(3, Some(1))]), "it took effect late");
-        assert!(!legal(&[info, read(1, Some(1)), read(3, None)]), "an effect cannot be undone");
+        assert!(
+            legal(&[info.clone(), read(1, Some(1))]),
+            "the write took effect"
+        );
+        assert!(
+            legal(&[info.clone(), read(1, None)]),
+            "the write never took effect"
+        );
+        assert!(
+            legal(&[info.clone(), read(1, None), read(3, Some(1))]),
+            "it took effect late"
+        );
+        assert!(
+            !legal(&[info, read(1, Some(1)), read(3, None)]),
+            "an effect cannot be undone"
+        );
     }
 
     /// A failed compare is evidence: the register did not hold the expected value.
     #[test]
     fn failed_cas_constrains_the_state() {
         let write = op(0, Some(1), I::Write(1), O::Written);
-        let cas = |swapped| op(2, Some(3), I::Cas { expected: 1, new: 2 }, O::Cas(swapped));
+        let cas = |swapped| {
+            op(
+                2,
+                Some(3),
+                I::Cas {
+                    expected: 1,
+                    new: 2,
+                },
+                O::Cas(swapped),
+            )
+        };
         assert!(legal(&[write.clone(), cas(true)]));
         assert!(!legal(&[write, cas(false)]));
     }
@@ -282,11 +445,32 @@ mod tests {
     /// A search that needs more steps than allowed gives up instead of answering.
     #[test]
     fn exhausted_budget_gives_out_of_steps() {
-        let mut ops: Vec<RegisterOp> =
-            (0..8).map(|i| op(i, Some(20 + i), I::Write(i as i64), O::Written)).collect();
+        let mut ops: Vec<RegisterOp> = (0..8)
+            .map(|i| op(i, Some(20 + i), I::Write(i as i64), O::Written))
+            .collect();
         ops.push(op(40, Some(41), I::Read, O::Read(Some(99))));
         assert_eq!(run(&ops, 50), SearchOutcome::OutOfSteps);
         assert!(!legal(&ops), "with no budget the same history is refuted");
+    }
+
+    /// A cache that outgrows its memory budget stops the search.
+    #[test]
+    fn memory_budget_gives_out_of_memory() {
+        let ops: Vec<RegisterOp> = (0..8)
+            .map(|i| op(i, Some(20 + i), I::Write(i as i64), O::Written))
+            .collect();
+        let refs: Vec<&RegisterOp> = ops.iter().collect();
+        let cancel = AtomicBool::new(false);
+        let limits = Limits {
+            max_steps: u64::MAX,
+            max_cache_bytes: 200,
+            deadline: None,
+            cancel: &cancel,
+        };
+        assert_eq!(
+            search::<CasRegister>(None, &refs, &limits).0,
+            SearchOutcome::OutOfMemory
+        );
     }
 
     /// A passed deadline or a raised cancel flag stops the search at its first poll.
@@ -295,11 +479,27 @@ mod tests {
         let ops = [op(0, Some(1), I::Write(1), O::Written)];
         let refs: Vec<&RegisterOp> = ops.iter().collect();
         let cancel = AtomicBool::new(false);
-        let past = Limits { max_steps: 10, deadline: Some(Instant::now()), cancel: &cancel };
-        assert_eq!(search::<CasRegister>(None, &refs, &past).0, SearchOutcome::DeadlinePassed);
+        let past = Limits {
+            max_steps: 10,
+            max_cache_bytes: u64::MAX,
+            deadline: Some(Instant::now()),
+            cancel: &cancel,
+        };
+        assert_eq!(
+            search::<CasRegister>(None, &refs, &past).0,
+            SearchOutcome::DeadlinePassed
+        );
         cancel.store(true, Ordering::Relaxed);
-        let cancelled = Limits { max_steps: 10, deadline: None, cancel: &cancel };
-        assert_eq!(search::<CasRegister>(None, &refs, &cancelled).0, SearchOutcome::Cancelled);
+        let cancelled = Limits {
+            max_steps: 10,
+            max_cache_bytes: u64::MAX,
+            deadline: None,
+            cancel: &cancel,
+        };
+        assert_eq!(
+            search::<CasRegister>(None, &refs, &cancelled).0,
+            SearchOutcome::Cancelled
+        );
     }
 
     /// The counterexample shows the deepest prefix and the stuck candidates.

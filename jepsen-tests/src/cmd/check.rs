@@ -99,9 +99,11 @@ pub fn choose_model(
         Format::Skiff => return requested.map_or_else(|| infer_model(ops), Ok),
     };
     match requested {
-        Some(requested) if requested != fixed => {
-            Err(CheckError::ModelMismatch { format, fixed, requested })
-        }
+        Some(requested) if requested != fixed => Err(CheckError::ModelMismatch {
+            format,
+            fixed,
+            requested,
+        }),
         _ => Ok(fixed),
     }
 }
@@ -113,7 +115,11 @@ fn infer_model(ops: &[Op]) -> Result<ModelChoice, CheckError> {
         Ok(ModelChoice::Kv)
     } else if within(&["read", "write", "cas"]) {
         let versioned = ops.iter().any(|op| op.value.is_object());
-        Ok(if versioned { ModelChoice::VersionedRegister } else { ModelChoice::CasRegister })
+        Ok(if versioned {
+            ModelChoice::VersionedRegister
+        } else {
+            ModelChoice::CasRegister
+        })
     } else {
         let functions = functions.into_iter().map(str::to_owned).collect();
         Err(CheckError::UnknownModel { functions })
@@ -155,10 +161,16 @@ mod tests {
         let op = |f: &str, value| Op::new(0, OpKind::Invoke, f, None, value);
         let infer = |ops: &[Op]| choose_model(Format::Skiff, None, ops).ok();
         assert_eq!(infer(&[op("get", json!(null))]), Some(ModelChoice::Kv));
-        assert_eq!(infer(&[op("cas", json!([1, 2]))]), Some(ModelChoice::CasRegister));
+        assert_eq!(
+            infer(&[op("cas", json!([1, 2]))]),
+            Some(ModelChoice::CasRegister)
+        );
         let versioned = [op("cas", json!({"expected_version": 0, "value": 1}))];
         assert_eq!(infer(&versioned), Some(ModelChoice::VersionedRegister));
-        assert_eq!(infer(&[op("get", json!(null)), op("cas", json!([1, 2]))]), None);
+        assert_eq!(
+            infer(&[op("get", json!(null)), op("cas", json!([1, 2]))]),
+            None
+        );
         let forced = choose_model(Format::Skiff, Some(ModelChoice::Kv), &[]);
         assert_eq!(forced.ok(), Some(ModelChoice::Kv));
     }

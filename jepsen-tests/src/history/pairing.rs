@@ -29,7 +29,10 @@ pub struct PairedOp<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairError {
     /// A completion arrived for a process with no operation in flight.
-    #[error("failed to pair event {}: process {process} completes an operation it never invoked", .index + 1)]
+    #[error(
+        "failed to pair event {}: process {process} completes an operation it never invoked",
+        .index + 1
+    )]
     UnmatchedCompletion {
         /// Event index.
         index: usize,
@@ -37,7 +40,12 @@ pub enum PairError {
         process: u64,
     },
     /// A process invoked again before its previous operation completed.
-    #[error("failed to pair event {}: process {process} invokes while its operation from event {} is still in flight", .index + 1, .previous + 1)]
+    #[error(
+        "failed to pair event {}: process {process} invokes while its operation from event {} \
+         is still in flight",
+        .index + 1,
+        .previous + 1
+    )]
     ProcessBusy {
         /// Event index.
         index: usize,
@@ -47,7 +55,11 @@ pub enum PairError {
         previous: usize,
     },
     /// A process invoked again after an `Info` retired it.
-    #[error("failed to pair event {}: process {process} was retired by an info completion and must not be reused", .index + 1)]
+    #[error(
+        "failed to pair event {}: process {process} was retired by an info completion and \
+         must not be reused",
+        .index + 1
+    )]
     ProcessRetired {
         /// Event index.
         index: usize,
@@ -55,7 +67,11 @@ pub enum PairError {
         process: u64,
     },
     /// A completion names a different function or key than its invocation.
-    #[error("failed to pair event {}: completion {completed:?} does not match invocation {invoked:?} of process {process}", .index + 1)]
+    #[error(
+        "failed to pair event {}: completion {completed:?} does not match invocation \
+         {invoked:?} of process {process}",
+        .index + 1
+    )]
     Mismatch {
         /// Event index.
         index: usize,
@@ -67,7 +83,11 @@ pub enum PairError {
         completed: (String, Option<String>),
     },
     /// Timestamps decrease, so the line order cannot be the real-time order.
-    #[error("failed to pair event {}: time {time_ns} ns is earlier than the previous event's {previous_ns} ns", .index + 1)]
+    #[error(
+        "failed to pair event {}: time {time_ns} ns is earlier than the previous event's \
+         {previous_ns} ns",
+        .index + 1
+    )]
     TimeWentBackwards {
         /// Event index.
         index: usize,
@@ -94,7 +114,11 @@ pub fn pair(history: &[Op]) -> Result<Vec<PairedOp<'_>>, PairError> {
     for (index, op) in history.iter().enumerate() {
         if let Some(time_ns) = op.time_ns {
             if let Some(previous_ns) = previous_ns.filter(|&previous| time_ns < previous) {
-                return Err(PairError::TimeWentBackwards { index, time_ns, previous_ns });
+                return Err(PairError::TimeWentBackwards {
+                    index,
+                    time_ns,
+                    previous_ns,
+                });
             }
             previous_ns = Some(time_ns);
         }
@@ -120,15 +144,25 @@ impl<'a> Pairer<'a> {
         match self.processes.get(&process) {
             Some(ProcessState::InFlight(slot)) => {
                 let previous = self.ops[*slot].call;
-                return Err(PairError::ProcessBusy { index, process, previous });
+                return Err(PairError::ProcessBusy {
+                    index,
+                    process,
+                    previous,
+                });
             }
             Some(ProcessState::Retired) => {
                 return Err(PairError::ProcessRetired { index, process });
             }
             None => {}
         }
-        self.processes.insert(process, ProcessState::InFlight(self.ops.len()));
-        self.ops.push(PairedOp { invoke: op, completion: None, call: index, ret: None });
+        self.processes
+            .insert(process, ProcessState::InFlight(self.ops.len()));
+        self.ops.push(PairedOp {
+            invoke: op,
+            completion: None,
+            call: index,
+            ret: None,
+        });
         self.failed.push(false);
         Ok(())
     }
@@ -224,14 +258,35 @@ mod tests {
             op(0, OpKind::Info, "read", json!(null)),
             op(0, OpKind::Invoke, "read", json!(null)),
         ];
-        assert_eq!(pair(&retired), Err(PairError::ProcessRetired { index: 2, process: 0 }));
+        assert_eq!(
+            pair(&retired),
+            Err(PairError::ProcessRetired {
+                index: 2,
+                process: 0
+            })
+        );
         let busy = vec![op(4, OpKind::Invoke, "read", json!(null)); 2];
-        assert!(matches!(pair(&busy), Err(PairError::ProcessBusy { index: 1, previous: 0, .. })));
+        assert!(matches!(
+            pair(&busy),
+            Err(PairError::ProcessBusy {
+                index: 1,
+                previous: 0,
+                ..
+            })
+        ));
         let stray = vec![op(4, OpKind::Ok, "read", json!(null))];
-        assert!(matches!(pair(&stray), Err(PairError::UnmatchedCompletion { index: 0, .. })));
-        let mismatch =
-            vec![op(1, OpKind::Invoke, "read", json!(null)), op(1, OpKind::Ok, "write", json!(1))];
-        assert!(matches!(pair(&mismatch), Err(PairError::Mismatch { index: 1, .. })));
+        assert!(matches!(
+            pair(&stray),
+            Err(PairError::UnmatchedCompletion { index: 0, .. })
+        ));
+        let mismatch = vec![
+            op(1, OpKind::Invoke, "read", json!(null)),
+            op(1, OpKind::Ok, "write", json!(1)),
+        ];
+        assert!(matches!(
+            pair(&mismatch),
+            Err(PairError::Mismatch { index: 1, .. })
+        ));
     }
 
     /// Decreasing timestamps mean the file is not in real-time order.
@@ -243,7 +298,11 @@ mod tests {
         second.time_ns = Some(9);
         assert!(matches!(
             pair(&[first, second]),
-            Err(PairError::TimeWentBackwards { index: 1, time_ns: 9, previous_ns: 10 })
+            Err(PairError::TimeWentBackwards {
+                index: 1,
+                time_ns: 9,
+                previous_ns: 10
+            })
         ));
     }
 }

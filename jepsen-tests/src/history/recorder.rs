@@ -16,6 +16,7 @@
 use super::{HistoryError, Op, OpKind};
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -34,7 +35,9 @@ pub struct MonotonicClock {
 impl MonotonicClock {
     /// A clock whose zero is now.
     pub fn new() -> Self {
-        MonotonicClock { start: Instant::now() }
+        MonotonicClock {
+            start: Instant::now(),
+        }
     }
 }
 
@@ -85,7 +88,9 @@ pub enum RecorderError {
     #[error("failed to record completion: process {0} has no operation in flight")]
     Idle(u64),
     /// The process was retired by an `Info`; ask for a new process id.
-    #[error("failed to record: process {0} was retired after an info completion; use a new process")]
+    #[error(
+        "failed to record: process {0} was retired after an info completion; use a new process"
+    )]
     Retired(u64),
 }
 
@@ -132,7 +137,10 @@ impl Default for Recorder<MonotonicClock> {
 impl<C: Clock> Recorder<C> {
     /// A recorder reading time from `clock`.
     pub fn with_clock(clock: C) -> Self {
-        Recorder { clock, inner: Mutex::new(Inner::default()) }
+        Recorder {
+            clock,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Hands out a process id that has never been used.
@@ -159,7 +167,10 @@ impl<C: Clock> Recorder<C> {
             Some(ProcessState::Retired) => return Err(RecorderError::Retired(process)),
             Some(ProcessState::Idle) => {}
         }
-        let state = ProcessState::InFlight { f: f.to_owned(), key: key.map(str::to_owned) };
+        let state = ProcessState::InFlight {
+            f: f.to_owned(),
+            key: key.map(str::to_owned),
+        };
         inner.processes.insert(process, state);
         let op = Op::new(process, OpKind::Invoke, f, key, value);
         self.push(&mut inner, op);
@@ -203,6 +214,12 @@ impl<C: Clock> Recorder<C> {
         super::write_jsonl(&self.history(), writer)
     }
 
+    /// Writes the history recorded so far to a new file at `path` (replacing any old one).
+    pub fn write_jsonl_file(&self, path: &Path) -> Result<(), HistoryError> {
+        let file = std::fs::File::create(path)?;
+        self.write_jsonl(std::io::BufWriter::new(file))
+    }
+
     fn push(&self, inner: &mut Inner, mut op: Op) {
         // Clamp so that a misbehaving clock cannot make the file's times decrease.
         let now = self.clock.now_ns().max(inner.last_ns);
@@ -240,8 +257,12 @@ mod tests {
     fn records_invoke_and_completion_with_times() {
         let recorder = Recorder::with_clock(StepClock::default());
         let p = recorder.new_process();
-        recorder.invoke(p, "write", Some("k"), json!(3)).expect("idle process");
-        recorder.complete(p, Completion::Ok, json!(3)).expect("in flight");
+        recorder
+            .invoke(p, "write", Some("k"), json!(3))
+            .expect("idle process");
+        recorder
+            .complete(p, Completion::Ok, json!(3))
+            .expect("in flight");
         let ops = recorder.history();
         assert_eq!(ops.len(), 2);
         assert_eq!((ops[0].time_ns, ops[1].time_ns), (Some(0), Some(10)));
@@ -255,13 +276,19 @@ mod tests {
     fn info_retires_the_process() {
         let recorder = Recorder::new();
         let p = recorder.new_process();
-        recorder.invoke(p, "cas", None, json!([1, 2])).expect("idle process");
-        recorder.complete(p, Completion::Info, json!(null)).expect("in flight");
+        recorder
+            .invoke(p, "cas", None, json!([1, 2]))
+            .expect("idle process");
+        recorder
+            .complete(p, Completion::Info, json!(null))
+            .expect("in flight");
         let err = recorder.invoke(p, "read", None, json!(null));
         assert_eq!(err, Err(RecorderError::Retired(p)));
         let q = recorder.new_process();
         assert_ne!(p, q);
-        recorder.invoke(q, "read", None, json!(null)).expect("fresh process");
+        recorder
+            .invoke(q, "read", None, json!(null))
+            .expect("fresh process");
     }
 
     /// Misuse is reported, not recorded.
@@ -273,10 +300,40 @@ mod tests {
             Err(RecorderError::UnknownProcess(7))
         );
         let p = recorder.new_process();
-        assert_eq!(recorder.complete(p, Completion::Ok, json!(null)), Err(RecorderError::Idle(p)));
-        recorder.invoke(p, "read", None, json!(null)).expect("idle process");
-        assert_eq!(recorder.invoke(p, "read", None, json!(null)), Err(RecorderError::Busy(p)));
+        assert_eq!(
+            recorder.complete(p, Completion::Ok, json!(null)),
+            Err(RecorderError::Idle(p))
+        );
+        recorder
+            .invoke(p, "read", None, json!(null))
+            .expect("idle process");
+        assert_eq!(
+            recorder.invoke(p, "read", None, json!(null)),
+            Err(RecorderError::Busy(p))
+        );
         assert_eq!(recorder.history().len(), 1);
+    }
+
+    /// The recorded file reads back as the same history.
+    #[test]
+    fn writes_a_jsonl_file() {
+        let recorder = Recorder::new();
+        let p = recorder.new_process();
+        recorder
+            .invoke(p, "get", Some("k"), json!(null))
+            .expect("idle process");
+        recorder
+            .complete(p, Completion::Ok, json!("v"))
+            .expect("in flight");
+        let path =
+            std::env::temp_dir().join(format!("skiff-recorder-{}.jsonl", std::process::id()));
+        recorder
+            .write_jsonl_file(&path)
+            .expect("temp dir is writable");
+        let text = std::fs::read_to_string(&path).expect("just written");
+        std::fs::remove_file(&path).expect("just written");
+        let read = crate::history::read_jsonl(text.as_bytes()).expect("valid JSON lines");
+        assert_eq!(read, recorder.history());
     }
 
     /// Many threads recording at once still produce a well-formed, time-ordered history.
@@ -289,7 +346,9 @@ mod tests {
                     let p = recorder.new_process();
                     for i in 0..50 {
                         recorder.invoke(p, "write", None, json!(i)).expect("idle");
-                        recorder.complete(p, Completion::Ok, json!(i)).expect("in flight");
+                        recorder
+                            .complete(p, Completion::Ok, json!(i))
+                            .expect("in flight");
                     }
                 });
             }

@@ -60,6 +60,10 @@ impl Model for Kv {
         }
     }
 
+    fn heap_bytes(state: &String) -> usize {
+        state.capacity()
+    }
+
     fn always_legal(input: &KvInput, output: &KvOutput) -> bool {
         match output {
             KvOutput::Unknown => true,
@@ -113,8 +117,8 @@ mod tests {
     fn append_put_get() {
         let s = Kv::init();
         let s = Kv::step(&s, &KvInput::Append("x 0 0 y".into()), &KvOutput::Done).expect("legal");
-        let s = Kv::step(&s, &KvInput::Append("x 1 0 y".into()), &KvOutput::Unknown)
-            .expect("legal");
+        let s =
+            Kv::step(&s, &KvInput::Append("x 1 0 y".into()), &KvOutput::Unknown).expect("legal");
         assert_eq!(s, "x 0 0 yx 1 0 y");
         assert!(Kv::step(&s, &KvInput::Get, &KvOutput::Get("x 0 0 y".into())).is_none());
         assert!(Kv::step(&s, &KvInput::Get, &KvOutput::Get(s.clone())).is_some());

@@ -56,6 +56,12 @@ pub trait Model {
         false
     }
 
+    /// Bytes `state` owns on the heap, for the checker's memory budget. The default suits
+    /// states without heap data.
+    fn heap_bytes(_state: &Self::State) -> usize {
+        0
+    }
+
     /// Splits a history into sub-histories that can be checked independently
     /// (P-compositionality): the whole history is linearizable iff every partition is.
     ///
@@ -63,6 +69,11 @@ pub trait Model {
     /// state describes a single key. A model whose state spans keys must override this.
     fn partition(ops: &[Operation<Self::Input, Self::Output>]) -> Vec<Partition> {
         partition_by_key(ops)
+    }
+
+    /// A short human-readable description of a state, for counterexamples.
+    fn describe_state(state: &Self::State) -> String {
+        format!("{state:?}")
     }
 
     /// A short human-readable description of one operation, for counterexamples.
@@ -91,9 +102,13 @@ pub struct Operation<I, O> {
     pub output: O,
     /// Position of the invocation in the history (0-based event index).
     pub call: usize,
-    /// Position of the completion; `None` means it returns after every other event.
+    /// Position of the completion, never before `call`; `None` means it returns after every
+    /// other event.
     pub ret: Option<usize>,
 }
+
+/// The operation type of model `M`.
+pub type OperationOf<M> = Operation<<M as Model>::Input, <M as Model>::Output>;
 
 /// A set of operations checked together: indices into the slice given to [`Model::partition`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +128,10 @@ pub fn partition_by_key<I, O>(ops: &[Operation<I, O>]) -> Vec<Partition> {
     }
     by_key
         .into_iter()
-        .map(|(key, ops)| Partition { key: key.map(str::to_owned), ops })
+        .map(|(key, ops)| Partition {
+            key: key.map(str::to_owned),
+            ops,
+        })
         .collect()
 }
 
@@ -148,7 +166,10 @@ pub enum DecodeProblem {
 
 /// An operation that could not be decoded, with its position in the history (shown 1-based).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("failed to decode the operation invoked at event {} ({f} by process {process}): {problem}", .index + 1)]
+#[error(
+    "failed to decode the operation invoked at event {} ({f} by process {process}): {problem}",
+    .index + 1
+)]
 pub struct DecodeError {
     /// 0-based index of the invocation.
     pub index: usize,
@@ -163,7 +184,7 @@ pub struct DecodeError {
 /// Decodes every paired operation of a history for model `M`.
 pub fn decode_history<M: Decode>(
     paired: &[PairedOp<'_>],
-) -> Result<Vec<Operation<M::Input, M::Output>>, DecodeError> {
+) -> Result<Vec<OperationOf<M>>, DecodeError> {
     paired
         .iter()
         .map(|op| {
@@ -191,7 +212,10 @@ fn argument<T: DeserializeOwned>(
     expected: &'static str,
 ) -> Result<T, DecodeProblem> {
     let value = &op.invoke.value;
-    T::deserialize(value).map_err(|_| DecodeProblem::Argument { value: value.clone(), expected })
+    T::deserialize(value).map_err(|_| DecodeProblem::Argument {
+        value: value.clone(),
+        expected,
+    })
 }
 
 /// Reads the completion's result as a `T`, or `None` when the outcome is unknown.
@@ -205,7 +229,10 @@ fn result<T: DeserializeOwned>(
     let value = &completion.value;
     T::deserialize(value)
         .map(Some)
-        .map_err(|_| DecodeProblem::Result { value: value.clone(), expected })
+        .map_err(|_| DecodeProblem::Result {
+            value: value.clone(),
+            expected,
+        })
 }
 
 #[cfg(test)]
@@ -216,7 +243,14 @@ pub(crate) mod test_support {
 
     /// An operation of the unkeyed object, invoked at `call` and returning at `ret`.
     pub fn op<I, O>(call: usize, ret: Option<usize>, input: I, output: O) -> Operation<I, O> {
-        Operation { process: call as u64, key: None, input, output, call, ret }
+        Operation {
+            process: call as u64,
+            key: None,
+            input,
+            output,
+            call,
+            ret,
+        }
     }
 }
 
@@ -239,8 +273,18 @@ mod tests {
         };
         let ops = vec![mk(Some("b")), mk(None), mk(Some("a")), mk(Some("b"))];
         let parts = partition_by_key(&ops);
-        let summary: Vec<_> = parts.iter().map(|p| (p.key.as_deref(), p.ops.clone())).collect();
-        assert_eq!(summary, vec![(None, vec![1]), (Some("a"), vec![2]), (Some("b"), vec![0, 3])]);
+        let summary: Vec<_> = parts
+            .iter()
+            .map(|p| (p.key.as_deref(), p.ops.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (None, vec![1]),
+                (Some("a"), vec![2]),
+                (Some("b"), vec![0, 3])
+            ]
+        );
     }
 
     /// A badly shaped argument is reported with the invocation's event index.
@@ -253,6 +297,9 @@ mod tests {
         let paired = pair(&history).expect("well-formed");
         let err = decode_history::<CasRegister>(&paired).expect_err("write needs an integer");
         assert_eq!((err.index, err.f.as_str()), (1, "write"));
-        assert!(err.to_string().contains("\"three\" is not an integer"), "{err}");
+        assert!(
+            err.to_string().contains("\"three\" is not an integer"),
+            "{err}"
+        );
     }
 }

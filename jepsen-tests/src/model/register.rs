@@ -57,7 +57,11 @@ impl Model for CasRegister {
         None
     }
 
-    fn step(state: &Option<i64>, input: &RegisterInput, output: &RegisterOutput) -> Option<Self::State> {
+    fn step(
+        state: &Option<i64>,
+        input: &RegisterInput,
+        output: &RegisterOutput,
+    ) -> Option<Self::State> {
         use RegisterInput as I;
         use RegisterOutput as O;
         match (input, output) {
@@ -67,10 +71,14 @@ impl Model for CasRegister {
             (I::Cas { expected, new }, O::Cas(true)) => {
                 (*state == Some(*expected)).then_some(Some(*new))
             }
-            (I::Cas { expected, .. }, O::Cas(false)) => (*state != Some(*expected)).then_some(*state),
-            (I::Cas { expected, new }, O::Unknown) => {
-                Some(if *state == Some(*expected) { Some(*new) } else { *state })
+            (I::Cas { expected, .. }, O::Cas(false)) => {
+                (*state != Some(*expected)).then_some(*state)
             }
+            (I::Cas { expected, new }, O::Unknown) => Some(if *state == Some(*expected) {
+                Some(*new)
+            } else {
+                *state
+            }),
             // Decoding pairs each input with an output of its own kind, so a mixed pair means
             // the operation was built by hand wrongly; no state explains it.
             (I::Read, _) | (I::Write(_), _) | (I::Cas { .. }, _) => None,
@@ -78,7 +86,14 @@ impl Model for CasRegister {
     }
 
     fn always_legal(input: &RegisterInput, output: &RegisterOutput) -> bool {
-        matches!((input, output), (_, RegisterOutput::Unknown) | (RegisterInput::Write(_), RegisterOutput::Written))
+        matches!(
+            (input, output),
+            (_, RegisterOutput::Unknown) | (RegisterInput::Write(_), RegisterOutput::Written)
+        )
+    }
+
+    fn describe_state(state: &Option<i64>) -> String {
+        show(*state)
     }
 
     fn describe(input: &RegisterInput, output: &RegisterOutput) -> String {
@@ -108,11 +123,16 @@ impl Decode for CasRegister {
         match op.invoke.f.as_str() {
             "read" => {
                 let value = result::<Option<i64>>(op, "null or an integer")?;
-                Ok((RegisterInput::Read, value.map_or(RegisterOutput::Unknown, RegisterOutput::Read)))
+                Ok((
+                    RegisterInput::Read,
+                    value.map_or(RegisterOutput::Unknown, RegisterOutput::Read),
+                ))
             }
             "write" => {
                 let value = argument::<i64>(op, "an integer")?;
-                let output = op.completion.map_or(RegisterOutput::Unknown, |_| RegisterOutput::Written);
+                let output = op
+                    .completion
+                    .map_or(RegisterOutput::Unknown, |_| RegisterOutput::Written);
                 Ok((RegisterInput::Write(value), output))
             }
             "cas" => {
@@ -138,29 +158,53 @@ mod tests {
     /// Reads must return the current value, nil included; unknown reads always pass.
     #[test]
     fn reads_observe_the_state() {
-        assert_eq!(CasRegister::step(&None, &I::Read, &O::Read(None)), Some(None));
+        assert_eq!(
+            CasRegister::step(&None, &I::Read, &O::Read(None)),
+            Some(None)
+        );
         assert_eq!(CasRegister::step(&None, &I::Read, &O::Read(Some(0))), None);
-        assert_eq!(CasRegister::step(&Some(3), &I::Read, &O::Read(Some(3))), Some(Some(3)));
-        assert_eq!(CasRegister::step(&Some(3), &I::Read, &O::Unknown), Some(Some(3)));
+        assert_eq!(
+            CasRegister::step(&Some(3), &I::Read, &O::Read(Some(3))),
+            Some(Some(3))
+        );
+        assert_eq!(
+            CasRegister::step(&Some(3), &I::Read, &O::Unknown),
+            Some(Some(3))
+        );
     }
 
     /// Writes always apply, whether acknowledged or unknown.
     #[test]
     fn writes_always_apply() {
-        assert_eq!(CasRegister::step(&None, &I::Write(2), &O::Written), Some(Some(2)));
-        assert_eq!(CasRegister::step(&Some(1), &I::Write(2), &O::Unknown), Some(Some(2)));
+        assert_eq!(
+            CasRegister::step(&None, &I::Write(2), &O::Written),
+            Some(Some(2))
+        );
+        assert_eq!(
+            CasRegister::step(&Some(1), &I::Write(2), &O::Unknown),
+            Some(Some(2))
+        );
     }
 
     /// A cas swaps only on a match, fails only on a mismatch, and an unknown cas does whichever
     /// the state dictates; nil never equals an integer.
     #[test]
     fn cas_follows_the_compare() {
-        let cas = I::Cas { expected: 1, new: 2 };
-        assert_eq!(CasRegister::step(&Some(1), &cas, &O::Cas(true)), Some(Some(2)));
+        let cas = I::Cas {
+            expected: 1,
+            new: 2,
+        };
+        assert_eq!(
+            CasRegister::step(&Some(1), &cas, &O::Cas(true)),
+            Some(Some(2))
+        );
         assert_eq!(CasRegister::step(&Some(0), &cas, &O::Cas(true)), None);
         assert_eq!(CasRegister::step(&None, &cas, &O::Cas(false)), Some(None));
         assert_eq!(CasRegister::step(&Some(1), &cas, &O::Cas(false)), None);
-        assert_eq!(CasRegister::step(&Some(1), &cas, &O::Unknown), Some(Some(2)));
+        assert_eq!(
+            CasRegister::step(&Some(1), &cas, &O::Unknown),
+            Some(Some(2))
+        );
         assert_eq!(CasRegister::step(&None, &cas, &O::Unknown), Some(None));
     }
 

@@ -15,13 +15,12 @@
 //!
 //! Deletes are not modelled (they would reset the version to 0).
 //!
-//! JSON shapes of `value`:
+//! JSON shapes of `value` (invoke → ok):
 //!
-//! | f | invoke | ok |
-//! |---|---|---|
-//! | `read` | `null` | `{"value": int or null, "version": n}` |
-//! | `write` | integer | `{"version": n}` |
-//! | `cas` | `{"expected_version": n, "value": int}` | `{"succeeded": true, "version": n}` or `{"succeeded": false}` |
+//! * `read`: `null` → `{"value": int or null, "version": n}`
+//! * `write`: integer → `{"version": n}`
+//! * `cas`: `{"expected_version": n, "value": int}` → `{"succeeded": true, "version": n}` or
+//!   `{"succeeded": false}`
 
 use super::{argument, result, Decode, DecodeProblem, Model};
 use crate::history::PairedOp;
@@ -86,12 +85,19 @@ impl Model for VersionedRegister {
         Versioned::default()
     }
 
-    fn step(state: &Versioned, input: &VersionedInput, output: &VersionedOutput) -> Option<Versioned> {
+    fn step(
+        state: &Versioned,
+        input: &VersionedInput,
+        output: &VersionedOutput,
+    ) -> Option<Versioned> {
         use VersionedInput as I;
         use VersionedOutput as O;
         // A version at u64::MAX cannot be incremented; only a corrupt response reaches it.
         let next_version = state.version.checked_add(1)?;
-        let written = |value| Versioned { value: Some(value), version: next_version };
+        let written = |value| Versioned {
+            value: Some(value),
+            version: next_version,
+        };
         match (input, output) {
             (I::Read, O::Read(seen)) => (seen == state).then_some(*state),
             (I::Read, O::Unknown) => Some(*state),
@@ -99,16 +105,33 @@ impl Model for VersionedRegister {
                 (*version == next_version).then(|| written(*value))
             }
             (I::Write(value), O::Unknown) => Some(written(*value)),
-            (I::Cas { expected_version, value }, O::Swapped { version }) => {
+            (
+                I::Cas {
+                    expected_version,
+                    value,
+                },
+                O::Swapped { version },
+            ) => {
                 let matches = state.version == *expected_version && *version == next_version;
                 matches.then(|| written(*value))
             }
-            (I::Cas { expected_version, .. }, O::NotSwapped) => {
-                (state.version != *expected_version).then_some(*state)
-            }
-            (I::Cas { expected_version, value }, O::Unknown) => {
-                Some(if state.version == *expected_version { written(*value) } else { *state })
-            }
+            (
+                I::Cas {
+                    expected_version, ..
+                },
+                O::NotSwapped,
+            ) => (state.version != *expected_version).then_some(*state),
+            (
+                I::Cas {
+                    expected_version,
+                    value,
+                },
+                O::Unknown,
+            ) => Some(if state.version == *expected_version {
+                written(*value)
+            } else {
+                *state
+            }),
             // Decoding never mixes kinds; a mixed pair has no explanation.
             (I::Read, _) | (I::Write(_), _) | (I::Cas { .. }, _) => None,
         }
@@ -120,16 +143,25 @@ impl Model for VersionedRegister {
         matches!(output, VersionedOutput::Unknown)
     }
 
+    fn describe_state(state: &Versioned) -> String {
+        format!("{} @ version {}", show(state.value), state.version)
+    }
+
     fn describe(input: &VersionedInput, output: &VersionedOutput) -> String {
         let call = match input {
             VersionedInput::Read => "read".to_owned(),
             VersionedInput::Write(value) => format!("write {value}"),
-            VersionedInput::Cas { expected_version, value } => {
+            VersionedInput::Cas {
+                expected_version,
+                value,
+            } => {
                 format!("cas if version=={expected_version} then {value}")
             }
         };
         let outcome = match output {
-            VersionedOutput::Read(seen) => format!("{} @ version {}", show(seen.value), seen.version),
+            VersionedOutput::Read(seen) => {
+                format!("{} @ version {}", show(seen.value), seen.version)
+            }
             VersionedOutput::Written { version } => format!("ok @ version {version}"),
             VersionedOutput::Swapped { version } => format!("swapped @ version {version}"),
             VersionedOutput::NotSwapped => "compare failed".to_owned(),
@@ -188,20 +220,37 @@ impl Decode for VersionedRegister {
 
 fn decode_cas(op: &PairedOp<'_>) -> Result<(VersionedInput, VersionedOutput), DecodeProblem> {
     const RESULT_SHAPE: &str = r#"{"succeeded": true, "version": n} or {"succeeded": false}"#;
-    let CasArgument { expected_version, value } =
-        argument(op, r#"{"expected_version": n, "value": int}"#)?;
+    let CasArgument {
+        expected_version,
+        value,
+    } = argument(op, r#"{"expected_version": n, "value": int}"#)?;
     let output = match result::<CasResult>(op, RESULT_SHAPE)? {
         None => VersionedOutput::Unknown,
-        Some(CasResult { succeeded: false, .. }) => VersionedOutput::NotSwapped,
-        Some(CasResult { succeeded: true, version: Some(version) }) => {
-            VersionedOutput::Swapped { version }
-        }
-        Some(CasResult { succeeded: true, version: None }) => {
+        Some(CasResult {
+            succeeded: false, ..
+        }) => VersionedOutput::NotSwapped,
+        Some(CasResult {
+            succeeded: true,
+            version: Some(version),
+        }) => VersionedOutput::Swapped { version },
+        Some(CasResult {
+            succeeded: true,
+            version: None,
+        }) => {
             let value = op.completion.map(|c| c.value.clone()).unwrap_or_default();
-            return Err(DecodeProblem::Result { value, expected: RESULT_SHAPE });
+            return Err(DecodeProblem::Result {
+                value,
+                expected: RESULT_SHAPE,
+            });
         }
     };
-    Ok((VersionedInput::Cas { expected_version, value }, output))
+    Ok((
+        VersionedInput::Cas {
+            expected_version,
+            value,
+        },
+        output,
+    ))
 }
 
 #[cfg(test)]
@@ -220,9 +269,8 @@ mod tests {
         let s = VersionedRegister::init();
         let s = VersionedRegister::step(&s, &I::Write(7), &O::Written { version: 1 });
         assert_eq!(s, Some(state(Some(7), 1)));
-        let skipped = VersionedRegister::step(&state(Some(7), 1), &I::Write(8), &O::Written {
-            version: 3,
-        });
+        let skipped =
+            VersionedRegister::step(&state(Some(7), 1), &I::Write(8), &O::Written { version: 3 });
         assert_eq!(skipped, None);
         let unknown = VersionedRegister::step(&state(Some(7), 1), &I::Write(8), &O::Unknown);
         assert_eq!(unknown, Some(state(Some(8), 2)));
@@ -233,24 +281,48 @@ mod tests {
     fn read_matches_value_and_version() {
         let s = state(Some(7), 4);
         assert_eq!(VersionedRegister::step(&s, &I::Read, &O::Read(s)), Some(s));
-        assert_eq!(VersionedRegister::step(&s, &I::Read, &O::Read(state(Some(7), 3))), None);
+        assert_eq!(
+            VersionedRegister::step(&s, &I::Read, &O::Read(state(Some(7), 3))),
+            None
+        );
         let absent = VersionedRegister::init();
-        assert_eq!(VersionedRegister::step(&absent, &I::Read, &O::Read(state(None, 0))), Some(absent));
+        assert_eq!(
+            VersionedRegister::step(&absent, &I::Read, &O::Read(state(None, 0))),
+            Some(absent)
+        );
     }
 
     /// A version-guarded cas swaps only on the expected version.
     #[test]
     fn cas_on_version() {
         let s = state(Some(1), 2);
-        let cas = I::Cas { expected_version: 2, value: 9 };
-        assert_eq!(VersionedRegister::step(&s, &cas, &O::Swapped { version: 3 }), Some(state(Some(9), 3)));
+        let cas = I::Cas {
+            expected_version: 2,
+            value: 9,
+        };
+        assert_eq!(
+            VersionedRegister::step(&s, &cas, &O::Swapped { version: 3 }),
+            Some(state(Some(9), 3))
+        );
         assert_eq!(VersionedRegister::step(&s, &cas, &O::NotSwapped), None);
-        let stale = I::Cas { expected_version: 1, value: 9 };
+        let stale = I::Cas {
+            expected_version: 1,
+            value: 9,
+        };
         assert_eq!(VersionedRegister::step(&s, &stale, &O::NotSwapped), Some(s));
-        assert_eq!(VersionedRegister::step(&s, &stale, &O::Swapped { version: 2 }), None);
+        assert_eq!(
+            VersionedRegister::step(&s, &stale, &O::Swapped { version: 2 }),
+            None
+        );
         assert_eq!(VersionedRegister::step(&s, &stale, &O::Unknown), Some(s));
-        let create = I::Cas { expected_version: 0, value: 5 };
+        let create = I::Cas {
+            expected_version: 0,
+            value: 5,
+        };
         let fresh = VersionedRegister::init();
-        assert_eq!(VersionedRegister::step(&fresh, &create, &O::Unknown), Some(state(Some(5), 1)));
+        assert_eq!(
+            VersionedRegister::step(&fresh, &create, &O::Unknown),
+            Some(state(Some(5), 1))
+        );
     }
 }

@@ -44,11 +44,19 @@ fn parse_line(line: &str) -> Result<Op, ParseProblem> {
     if tokens.get(..3) != Some(&["INFO", "jepsen.util", "-"][..]) {
         return Err(ParseProblem::MissingPrefix);
     }
-    let field = |index: usize, name| tokens.get(index).copied().ok_or(ParseProblem::MissingField(name));
+    let field = |index: usize, name| {
+        tokens
+            .get(index)
+            .copied()
+            .ok_or(ParseProblem::MissingField(name))
+    };
     let process_token = field(3, "process")?;
     let process = process_token
         .parse::<u64>()
-        .map_err(|_| ParseProblem::BadField { field: "process", value: process_token.to_owned() })?;
+        .map_err(|_| ParseProblem::BadField {
+            field: "process",
+            value: process_token.to_owned(),
+        })?;
     let kind = field(4, "type")?;
     let f = field(5, "f")?;
     field(6, "value")?;
@@ -79,7 +87,10 @@ fn classify(kind: &str, f: &str, value: EtcdValue) -> Option<(OpKind, &'static s
 }
 
 fn parse_value(tokens: &[&str]) -> Result<EtcdValue, ParseProblem> {
-    let bad = || ParseProblem::BadField { field: "value", value: tokens.join(" ") };
+    let bad = || ParseProblem::BadField {
+        field: "value",
+        value: tokens.join(" "),
+    };
     let int = |token: &str| token.parse::<i64>().map_err(|_| bad());
     match tokens {
         ["nil"] => Ok(EtcdValue::Nil),
@@ -108,7 +119,10 @@ mod tests {
                     INFO  jepsen.util - 1\t:invoke\t:write\t4\n\
                     INFO  jepsen.util - 1\t:info\t:write\t:timed-out\n";
         let ops = porcupine_etcd(text).expect("valid lines");
-        let summary: Vec<_> = ops.iter().map(|op| (op.process, op.kind, op.f.as_str(), op.value.clone())).collect();
+        let summary: Vec<_> = ops
+            .iter()
+            .map(|op| (op.process, op.kind, op.f.as_str(), op.value.clone()))
+            .collect();
         assert_eq!(
             summary,
             vec![
@@ -125,7 +139,8 @@ mod tests {
     /// Errors name the line number and its content.
     #[test]
     fn errors_name_the_line() {
-        let text = "INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:ok\t:read\t[1\n";
+        let text =
+            "INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:ok\t:read\t[1\n";
         let err = porcupine_etcd(text).expect_err("truncated cas value");
         assert_eq!(err.line, 2);
         assert!(err.to_string().contains("line 2"), "{err}");

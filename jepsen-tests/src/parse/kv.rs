@@ -30,10 +30,20 @@ pub fn porcupine_kv(text: &str) -> Result<Vec<Op>, super::ParseError> {
 
 fn parse_line(line: &str) -> Result<Op, ParseProblem> {
     let fields = parse_map(line)?;
-    let get = |name: &'static str| fields.get(name).copied().ok_or(ParseProblem::MissingField(name));
-    let bad = |field: &'static str, token: Token<'_>| ParseProblem::BadField { field, value: format!("{token:?}") };
+    let get = |name: &'static str| {
+        fields
+            .get(name)
+            .copied()
+            .ok_or(ParseProblem::MissingField(name))
+    };
+    let bad = |field: &'static str, token: Token<'_>| ParseProblem::BadField {
+        field,
+        value: format!("{token:?}"),
+    };
     let process = match get("process")? {
-        Token::Bare(digits) => digits.parse::<u64>().map_err(|_| bad("process", Token::Bare(digits)))?,
+        Token::Bare(digits) => digits
+            .parse::<u64>()
+            .map_err(|_| bad("process", Token::Bare(digits)))?,
         other => return Err(bad("process", other)),
     };
     let kind = match get("type")? {
@@ -65,7 +75,9 @@ fn parse_map(line: &str) -> Result<HashMap<&str, Token<'_>>, ParseProblem> {
         .trim()
         .strip_prefix('{')
         .and_then(|rest| rest.strip_suffix('}'))
-        .ok_or(ParseProblem::MalformedMap("expected a line of the form {...}"))?;
+        .ok_or(ParseProblem::MalformedMap(
+            "expected a line of the form {...}",
+        ))?;
     let tokens = tokenize(inner)?;
     if tokens.len() % 2 != 0 {
         return Err(ParseProblem::MalformedMap("a keyword has no value"));
@@ -73,7 +85,9 @@ fn parse_map(line: &str) -> Result<HashMap<&str, Token<'_>>, ParseProblem> {
     let mut fields = HashMap::new();
     for pair in tokens.chunks(2) {
         let Token::Keyword(name) = pair[0] else {
-            return Err(ParseProblem::MalformedMap("expected a keyword in key position"));
+            return Err(ParseProblem::MalformedMap(
+                "expected a keyword in key position",
+            ));
         };
         if fields.insert(name, pair[1]).is_some() {
             return Err(ParseProblem::MalformedMap("a keyword appears twice"));
@@ -91,7 +105,9 @@ fn tokenize(mut rest: &str) -> Result<Vec<Token<'_>>, ParseProblem> {
             return Ok(tokens);
         }
         if let Some(quoted) = rest.strip_prefix('"') {
-            let end = quoted.find('"').ok_or(ParseProblem::MalformedMap("unterminated string"))?;
+            let end = quoted
+                .find('"')
+                .ok_or(ParseProblem::MalformedMap("unterminated string"))?;
             tokens.push(Token::Str(&quoted[..end]));
             rest = &quoted[end + 1..];
             continue;
@@ -118,8 +134,14 @@ mod tests {
                     {:process 1, :type :invoke, :f :get, :key \"9\", :value nil}\n\
                     {:process 1, :type :ok, :f :get, :key \"9\", :value \"\"}\n";
         let ops = porcupine_kv(text).expect("valid lines");
-        assert_eq!(ops[0], Op::new(9, OpKind::Invoke, "append", Some("0"), json!("x 9 0 y")));
-        assert_eq!(ops[1], Op::new(1, OpKind::Invoke, "get", Some("9"), Value::Null));
+        assert_eq!(
+            ops[0],
+            Op::new(9, OpKind::Invoke, "append", Some("0"), json!("x 9 0 y"))
+        );
+        assert_eq!(
+            ops[1],
+            Op::new(1, OpKind::Invoke, "get", Some("9"), Value::Null)
+        );
         assert_eq!(ops[2], Op::new(1, OpKind::Ok, "get", Some("9"), json!("")));
     }
 
@@ -128,9 +150,18 @@ mod tests {
     fn rejects_malformed_lines() {
         let good = "{:process 1, :type :invoke, :f :get, :key \"9\", :value nil}";
         let cases = [
-            ("{:process 1, :type :invoke, :f :get, :key \"9\"}", ParseProblem::MissingField("value")),
-            (":process 1", ParseProblem::MalformedMap("expected a line of the form {...}")),
-            ("{:process 1, :type :invoke, :f :get, :key \"9, :value nil}", ParseProblem::MalformedMap("unterminated string")),
+            (
+                "{:process 1, :type :invoke, :f :get, :key \"9\"}",
+                ParseProblem::MissingField("value"),
+            ),
+            (
+                ":process 1",
+                ParseProblem::MalformedMap("expected a line of the form {...}"),
+            ),
+            (
+                "{:process 1, :type :invoke, :f :get, :key \"9, :value nil}",
+                ParseProblem::MalformedMap("unterminated string"),
+            ),
         ];
         for (line, problem) in cases {
             let err = porcupine_kv(&format!("{good}\n{line}\n")).expect_err(line);
@@ -138,6 +169,9 @@ mod tests {
         }
         let err = porcupine_kv("{:process 1, :type :invoke, :f :cas, :key \"9\", :value nil}")
             .expect_err("cas is not a kv function");
-        assert!(matches!(err.problem, ParseProblem::BadField { field: "f", .. }));
+        assert!(matches!(
+            err.problem,
+            ParseProblem::BadField { field: "f", .. }
+        ));
     }
 }

@@ -1,9 +1,10 @@
 //! Parsers for the golden history formats of porcupine's test data.
 //!
-//! Both formats are turned into the crate's own [`Op`] history, so the rest of the pipeline
-//! (pairing, decoding, checking) is the same for every input:
+//! Both formats are turned into the crate's own [`Op`](crate::history::Op) history, so the rest
+//! of the pipeline (pairing, decoding, checking) is the same for every input:
 //!
-//! * [`porcupine_kv`]: `kv/*.txt`, EDN-like maps, multi-key get/put/append (model [`crate::model::Kv`]).
+//! * [`porcupine_kv`]: `kv/*.txt`, EDN-like maps, multi-key get/put/append
+//!   (model [`crate::model::Kv`]).
 //! * [`porcupine_etcd`]: `jepsen/etcd_NNN.log`, Jepsen console lines for a single cas register
 //!   (model [`crate::model::CasRegister`]).
 //!

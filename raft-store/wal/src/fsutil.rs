@@ -37,7 +37,10 @@ pub(crate) fn create_segment(
     let temp_path = dir.join(format!("{name}.tmp"));
     debug_assert!(temp_path.to_string_lossy().ends_with(TEMP_SUFFIX));
     let mut header = Vec::new();
-    record::encode(&Record::Header(SegmentHeader { seq, first_index }), &mut header);
+    record::encode(
+        &Record::Header(SegmentHeader { seq, first_index }),
+        &mut header,
+    );
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -63,7 +66,8 @@ pub(crate) fn remove_temp_segments(dir: &Path) -> Result<Vec<PathBuf>, WalError>
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.ends_with(TEMP_SUFFIX));
         if is_temp {
-            fs::remove_file(&path).map_err(|e| WalError::io("remove temporary segment", &path, e))?;
+            fs::remove_file(&path)
+                .map_err(|e| WalError::io("remove temporary segment", &path, e))?;
             removed.push(path);
         }
     }

@@ -126,19 +126,32 @@ fn encode(value: &[u8]) -> Vec<u8> {
 /// Checks and strips the header; on failure returns the offending offset and what was wrong.
 fn decode(bytes: &[u8]) -> Result<Vec<u8>, (u64, String)> {
     if bytes.len() < HEADER_BYTES {
-        return Err((0, format!("file of {} bytes is shorter than its header", bytes.len())));
+        return Err((
+            0,
+            format!("file of {} bytes is shorter than its header", bytes.len()),
+        ));
     }
-    let field = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let field =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     if bytes[0..4] != MAGIC {
         return Err((0, "not a hard state file (bad magic)".to_string()));
     }
     if field(4) != VERSION {
-        return Err((4, format!("version {}, this build reads version {VERSION}", field(4))));
+        return Err((
+            4,
+            format!("version {}, this build reads version {VERSION}", field(4)),
+        ));
     }
     let len = field(8) as usize;
     let payload = &bytes[HEADER_BYTES..];
     if len > MAX_HARD_STATE_BYTES || len != payload.len() {
-        return Err((8, format!("length field says {len} bytes, file holds {}", payload.len())));
+        return Err((
+            8,
+            format!(
+                "length field says {len} bytes, file holds {}",
+                payload.len()
+            ),
+        ));
     }
     let (stored, computed) = (field(12), crc32c::crc32c(payload));
     if stored != computed {

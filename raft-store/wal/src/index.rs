@@ -236,8 +236,14 @@ mod tests {
         assert!(s.validate_append(4, 1).is_err(), "below first");
         assert!(s.validate_append(11, 1).is_err(), "gap");
         assert!(s.validate_append(u64::MAX - 1, 2).is_err(), "overflow");
-        assert!(state(21, 21).validate_append(30, 1).is_ok(), "empty log resumes anywhere");
-        assert!(state(21, 21).validate_append(20, 1).is_err(), "but not below a purge");
+        assert!(
+            state(21, 21).validate_append(30, 1).is_ok(),
+            "empty log resumes anywhere"
+        );
+        assert!(
+            state(21, 21).validate_append(20, 1).is_err(),
+            "but not below a purge"
+        );
         assert!(s.validate_truncate(4).is_err());
         assert!(s.validate_truncate(5).is_ok());
         assert!(s.validate_purge(u64::MAX).is_err());

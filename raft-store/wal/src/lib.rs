@@ -64,6 +64,8 @@
 //! queued request, writes them, calls `fdatasync` once, then runs the callbacks in order.
 //! [`Wal::stats`] exposes fsync and byte counters that show the batching.
 
+#![warn(missing_docs)]
+
 mod error;
 mod fsutil;
 mod hard_state;

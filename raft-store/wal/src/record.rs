@@ -225,9 +225,7 @@ fn decode_body(record_type: u8, body: &[u8]) -> Result<Record<'_>, FrameError> {
         TYPE_PURGE => Ok(Record::Purge {
             upto: read_u64(body),
         }),
-        other => Err(FrameError::UnknownType {
-            record_type: other,
-        }),
+        other => Err(FrameError::UnknownType { record_type: other }),
     }
 }
 
@@ -316,7 +314,10 @@ mod tests {
         });
         for cut in 0..bytes.len() {
             let err = decode(&bytes[..cut], 0).unwrap_err();
-            assert!(matches!(err, FrameError::Incomplete { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, FrameError::Incomplete { .. }),
+                "cut {cut}: {err}"
+            );
         }
     }
 

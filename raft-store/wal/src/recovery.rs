@@ -53,12 +53,17 @@ pub struct TornTail {
 /// Everything the WAL needs to resume after a successful recovery.
 pub(crate) struct Recovered {
     pub log: MemLog,
+    pub tail: Tail,
+    pub report: RecoveryReport,
+}
+
+/// The segment files and the open last segment, handed to the writer thread.
+pub(crate) struct Tail {
     pub segments: SegmentSet,
     /// The last segment, opened for appending.
-    pub tail: File,
+    pub file: File,
     /// Size of the last segment in bytes.
-    pub tail_bytes: u64,
-    pub report: RecoveryReport,
+    pub bytes: u64,
 }
 
 /// Replays the WAL in `dir` (which must exist), creating the first segment of a new WAL.
@@ -84,9 +89,11 @@ fn fresh(dir: &Path) -> Result<Recovered, WalError> {
     segments.push(SegmentMeta::new(dir, 0, 0));
     Ok(Recovered {
         log: MemLog::empty_at(0),
-        segments,
-        tail,
-        tail_bytes,
+        tail: Tail {
+            segments,
+            file: tail,
+            bytes: tail_bytes,
+        },
         report: RecoveryReport {
             segments: 1,
             ..RecoveryReport::default()
@@ -156,9 +163,11 @@ fn replay_all(dir: &Path, found: &[SegmentMeta], first_index: u64) -> Result<Rec
     };
     Ok(Recovered {
         log: replay.log,
-        segments: replay.segments,
-        tail,
-        tail_bytes,
+        tail: Tail {
+            segments: replay.segments,
+            file: tail,
+            bytes: tail_bytes,
+        },
         report,
     })
 }
@@ -173,7 +182,8 @@ struct Replay {
 impl Replay {
     /// Replays one segment file.
     fn segment(&mut self, dir: &Path, meta: &SegmentMeta, is_last: bool) -> Result<(), WalError> {
-        let bytes = fs::read(&meta.path).map_err(|e| WalError::io("read segment", &meta.path, e))?;
+        let bytes =
+            fs::read(&meta.path).map_err(|e| WalError::io("read segment", &meta.path, e))?;
         let scan = scan::scan_segment(&bytes, is_last);
         let mut records = scan.records.iter();
         match records.next() {
@@ -191,7 +201,9 @@ impl Replay {
         }
         match scan.end {
             ScanEnd::Clean => Ok(()),
-            ScanEnd::Corrupt { offset, reason } => Err(WalError::corrupt(&meta.path, offset, reason)),
+            ScanEnd::Corrupt { offset, reason } => {
+                Err(WalError::corrupt(&meta.path, offset, reason))
+            }
             ScanEnd::TornTail {
                 offset,
                 dropped_bytes,
@@ -230,18 +242,21 @@ impl Replay {
     }
 
     /// Applies one record after the header, with the same transitions the live log used.
-    fn apply(&mut self, meta: &SegmentMeta, offset: u64, record: &Record<'_>) -> Result<(), WalError> {
+    fn apply(
+        &mut self,
+        meta: &SegmentMeta,
+        offset: u64,
+        record: &Record<'_>,
+    ) -> Result<(), WalError> {
         let corrupt = |reason: String| WalError::corrupt(&meta.path, offset, reason);
         match *record {
             Record::Header(_) => Err(corrupt("a second segment header inside the segment".into())),
-            Record::Entry { index, .. } | Record::Truncate { from: index }
-                if index == u64::MAX =>
-            {
+            Record::Entry { index, .. } | Record::Truncate { from: index } if index == u64::MAX => {
                 Err(corrupt("index u64::MAX is outside the index space".into()))
             }
-            Record::Purge { upto: u64::MAX } => {
-                Err(corrupt("purge up to u64::MAX is outside the index space".into()))
-            }
+            Record::Purge { upto: u64::MAX } => Err(corrupt(
+                "purge up to u64::MAX is outside the index space".into(),
+            )),
             Record::Entry { index, payload } => {
                 self.log
                     .apply_entry(index, Payload::from(payload))
@@ -282,8 +297,9 @@ impl Replay {
             .map_err(|e| WalError::io("open segment to cut a torn tail", &meta.path, e))?;
         file.set_len(offset)
             .map_err(|e| WalError::io("cut torn tail of", &meta.path, e))?;
-        file.sync_all()
-            .map_err(|e| WalError::io("fsync segment after cutting its torn tail", &meta.path, e))?;
+        file.sync_all().map_err(|e| {
+            WalError::io("fsync segment after cutting its torn tail", &meta.path, e)
+        })?;
         self.torn_tail = Some(TornTail {
             file: meta.path.clone(),
             offset,

@@ -74,7 +74,9 @@ fn classify_bad_record(bytes: &[u8], offset: usize, error: FrameError, is_last: 
         reason,
     };
     if !error.is_framing() {
-        return corrupt(format!("{error} (its CRC is valid, so this is not a torn write)"));
+        return corrupt(format!(
+            "{error} (its CRC is valid, so this is not a torn write)"
+        ));
     }
     if !is_last {
         return corrupt(format!("{error} in a segment that is not the last one"));
@@ -130,7 +132,13 @@ mod tests {
         for index in 1..=n {
             starts.push(bytes.len());
             let payload = vec![index as u8; 20];
-            record::encode(&Record::Entry { index, payload: &payload }, &mut bytes);
+            record::encode(
+                &Record::Entry {
+                    index,
+                    payload: &payload,
+                },
+                &mut bytes,
+            );
         }
         (bytes, starts)
     }
@@ -152,7 +160,11 @@ mod tests {
         let scan = scan_segment(cut, true);
         assert_eq!(scan.records.len(), 3);
         match scan.end {
-            ScanEnd::TornTail { offset, dropped_bytes, .. } => {
+            ScanEnd::TornTail {
+                offset,
+                dropped_bytes,
+                ..
+            } => {
                 assert_eq!(offset as usize, starts[3]);
                 assert_eq!(dropped_bytes as usize, cut.len() - starts[3]);
             }
@@ -186,8 +198,14 @@ mod tests {
         let (mut bytes, starts) = segment(3);
         let last = *starts.last().unwrap();
         bytes[last + 12] ^= 0xff;
-        assert!(matches!(scan_segment(&bytes, false).end, ScanEnd::Corrupt { .. }));
-        assert!(matches!(scan_segment(&bytes, true).end, ScanEnd::TornTail { .. }));
+        assert!(matches!(
+            scan_segment(&bytes, false).end,
+            ScanEnd::Corrupt { .. }
+        ));
+        assert!(matches!(
+            scan_segment(&bytes, true).end,
+            ScanEnd::TornTail { .. }
+        ));
     }
 
     // A damaged length field still finds the valid records behind it by scanning every offset.
@@ -195,6 +213,9 @@ mod tests {
     fn damaged_length_still_finds_later_records() {
         let (mut bytes, starts) = segment(3);
         bytes[starts[1]] ^= 0x10;
-        assert!(matches!(scan_segment(&bytes, true).end, ScanEnd::Corrupt { .. }));
+        assert!(matches!(
+            scan_segment(&bytes, true).end,
+            ScanEnd::Corrupt { .. }
+        ));
     }
 }

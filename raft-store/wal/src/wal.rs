@@ -16,7 +16,7 @@
 //! requires appended entries to be readable as soon as `append` returns, and only uses the
 //! callback to learn durability (it never counts an entry towards a quorum before that).
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -60,9 +60,6 @@ pub struct Wal {
     writer: Option<JoinHandle<()>>,
     writer_id: ThreadId,
     recovery: RecoveryReport,
-    /// Held for the lifetime of the WAL; declared last so it is released after the writer
-    /// thread has stopped.
-    _lock: File,
 }
 
 impl Wal {
@@ -94,14 +91,13 @@ impl Wal {
             stats: Stats::default(),
             failure: OnceLock::new(),
         });
-        shared.stats.set_segments(recovered.segments.len());
+        shared.stats.set_segments(recovered.tail.segments.len());
         let writer = Writer::new(
             dir.to_path_buf(),
             options,
             index,
-            recovered.segments,
             recovered.tail,
-            recovered.tail_bytes,
+            lock,
             Arc::clone(&shared),
         );
         let (sender, receiver) = mpsc::sync_channel(MAX_QUEUED_REQUESTS);
@@ -116,7 +112,6 @@ impl Wal {
             writer_id: handle.thread().id(),
             writer: Some(handle),
             recovery: report,
-            _lock: lock,
         })
     }
 
@@ -160,13 +155,16 @@ impl Wal {
     /// otherwise fatal for this instance (see [`WalError`]).
     pub fn truncate(&self, from: u64) -> Result<(), WalError> {
         self.assert_not_writer_thread("truncate");
-        self.blocking_request(|log| {
-            log.index()
-                .validate_truncate(from)
-                .map_err(WalError::invalid)?;
-            log.apply_truncate(from);
-            Ok(())
-        }, |reply| Request::Truncate { from, reply })
+        self.blocking_request(
+            |log| {
+                log.index()
+                    .validate_truncate(from)
+                    .map_err(WalError::invalid)?;
+                log.apply_truncate(from);
+                Ok(())
+            },
+            |reply| Request::Truncate { from, reply },
+        )
     }
 
     /// Declares entries `<= upto` no longer needed (a snapshot covers them): drops them from
@@ -179,11 +177,16 @@ impl Wal {
     /// later purge retries it. Other errors are fatal for this instance (see [`WalError`]).
     pub fn purge(&self, upto: u64) -> Result<(), WalError> {
         self.assert_not_writer_thread("purge");
-        self.blocking_request(|log| {
-            log.index().validate_purge(upto).map_err(WalError::invalid)?;
-            log.apply_purge(upto);
-            Ok(())
-        }, |reply| Request::Purge { upto, reply })
+        self.blocking_request(
+            |log| {
+                log.index()
+                    .validate_purge(upto)
+                    .map_err(WalError::invalid)?;
+                log.apply_purge(upto);
+                Ok(())
+            },
+            |reply| Request::Purge { upto, reply },
+        )
     }
 
     /// The entries with index in `[lo, hi)` that the log holds, in order. Indexes below
@@ -294,14 +297,19 @@ impl Wal {
         );
     }
 
+    /// Stops the writer after it has answered everything queued. On the writer thread itself
+    /// (the last handle dropped inside a callback) it neither queues nor joins, which would
+    /// deadlock; dropping the sender still stops the writer once the queue is drained.
     fn shutdown(&mut self) -> Result<(), WalError> {
+        let on_writer_thread = thread::current().id() == self.writer_id;
         if let Some(sender) = lock(&self.submit).take() {
-            // A send error means the writer is already gone, which the join below reports.
-            let _ = sender.send(Request::Close);
+            if !on_writer_thread {
+                // A send error means the writer is already gone, which the join reports.
+                let _ = sender.send(Request::Close);
+            }
         }
         if let Some(handle) = self.writer.take() {
-            // Dropping the last handle from a callback must not join the thread running it.
-            if handle.thread().id() != thread::current().id() && handle.join().is_err() {
+            if !on_writer_thread && handle.join().is_err() {
                 return Err(WalError::WriterStopped);
             }
         }

@@ -29,6 +29,7 @@ use crate::fsutil;
 use crate::index::IndexState;
 use crate::options::{SyncMode, WalOptions};
 use crate::record::{self, Record, HEADER_RECORD_BYTES};
+use crate::recovery::Tail;
 use crate::segments::{SegmentMeta, SegmentSet};
 use crate::wal::Shared;
 use crate::{DoneCallback, Payload, WalError};
@@ -115,30 +116,33 @@ pub(crate) struct Writer {
     /// Data was written since the last fdatasync.
     dirty: bool,
     shared: Arc<Shared>,
+    /// The directory lock, owned here so it is released only when the thread that writes the
+    /// files has stopped.
+    _lock: File,
 }
 
 impl Writer {
-    /// A writer appending to `file` (`file_bytes` long), the last of `segments`.
+    /// A writer appending to the last segment of `tail`, holding the directory `lock`.
     pub(crate) fn new(
         dir: PathBuf,
         options: WalOptions,
         index: IndexState,
-        segments: SegmentSet,
-        file: File,
-        file_bytes: u64,
+        tail: Tail,
+        lock: File,
         shared: Arc<Shared>,
     ) -> Writer {
         Writer {
             dir,
             options,
             index,
-            segments,
-            file,
-            file_bytes,
+            segments: tail.segments,
+            file: tail.file,
+            file_bytes: tail.bytes,
             buffer: Vec::new(),
             buffered_entries: 0,
             dirty: false,
             shared,
+            _lock: lock,
         }
     }
 
@@ -267,6 +271,8 @@ impl Writer {
             .stats
             .record_write(self.buffered_entries, self.buffer.len() as u64);
         self.buffer.clear();
+        // One huge record must not pin a huge buffer for the life of the WAL.
+        self.buffer.shrink_to(2 * WRITE_BUFFER_BYTES);
         self.buffered_entries = 0;
         self.dirty = true;
         Ok(())
