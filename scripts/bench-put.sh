@@ -25,12 +25,8 @@ start_cluster() { # $1=binary $2=base-port
 }
 
 leader_ep() { # prints the leader's endpoint of the cluster at base port $1
-  for i in 0 1 2; do
-    ep=127.0.0.1:$(($1+i))
-    ETCDCTL_API=3 etcdctl --endpoints=$ep endpoint status -w json | grep -q "\"leader\":\([0-9]*\),.*" || true
-    s=$(ETCDCTL_API=3 etcdctl --endpoints=$ep endpoint status -w fields)
-    [ "$(echo "$s" | awk -F': ' '/"MemberID"/{m=$2} /"Leader"/{l=$2} END{print (m==l)}')" = 1 ] && { echo $ep; return; }
-  done
+  ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$1,127.0.0.1:$(($1+1)),127.0.0.1:$(($1+2)) endpoint status -w json |
+    python3 -c 'import json,sys; print(next(e["Endpoint"] for e in json.load(sys.stdin) if e["Status"]["leader"]==e["Status"]["header"]["member_id"]))'
 }
 
 start_cluster /usr/bin/etcd 41000

@@ -7,7 +7,8 @@
 //! - [`StorageError`]: RocksDB or the file system failed. The in-memory view of the state may
 //!   no longer match the disk, so the caller must stop applying and restart the node (which
 //!   re-applies the Raft log from the persisted applied marker).
-//! - [`ReadError`]: what a read returns, either of the two above.
+//! - [`ReadError`]: what a read returns, either of the two above (the write logic uses it
+//!   internally too, before `Mvcc::apply` separates the two into `Applied` and its `Err`).
 //! - [`SnapshotError`]: a snapshot stream that could not be installed. The live state is left
 //!   untouched; a corrupt stream is reported as such, distinct from a local storage failure.
 //!

@@ -19,8 +19,6 @@
 
 use crate::view::{KeyRange, Rev};
 
-/// Internal meta entries.
-pub const TABLE_META: u8 = b'm';
 /// The caller's meta entries.
 pub const TABLE_USER_META: u8 = b'u';
 /// Latest live version of each key.
@@ -33,6 +31,8 @@ pub const TABLE_HISTORY: u8 = b'h';
 pub const TABLE_LEASE: u8 = b'l';
 /// (lease id, key) → (): the keys attached to each lease.
 pub const TABLE_ATTACH: u8 = b'a';
+
+// Internal meta entries live under prefix `m`.
 
 /// Meta: the current store revision (BE i64).
 pub const META_REVISION: &[u8] = b"mrevision";
@@ -282,7 +282,12 @@ mod tests {
     fn index_bounds_match_key_range() {
         let range = KeyRange::from_request(b"b", b"d");
         let (lo, hi) = index_bounds(&range);
-        for (k, inside) in [(&b"a"[..], false), (b"b", true), (b"c\0", true), (b"d", false)] {
+        for (k, inside) in [
+            (&b"a"[..], false),
+            (b"b", true),
+            (b"c\0", true),
+            (b"d", false),
+        ] {
             let raw = index_key(k, rev(7, 1));
             assert_eq!(raw >= lo && raw < hi, inside, "{k:?}");
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageError, Vote};
+use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageError, Vote};
 use serde::{Deserialize, Serialize};
 use skiff_wal::{HardStateFile, Wal, WalOptions};
 
@@ -44,7 +44,7 @@ impl LogStore {
     /// Opens the log in `dir` (segments and hard state), replaying what is on disk.
     pub fn open(dir: &Path, opts: WalOptions) -> anyhow::Result<LogStore> {
         let wal = Wal::open(dir, opts)?;
-        let hard_file = HardStateFile::open(&dir.join("hardstate"))?;
+        let hard_file = HardStateFile::open(dir)?;
         let hard: HardState = match hard_file.load()? {
             Some(bytes) => decode(&bytes)?,
             None => HardState::default(),

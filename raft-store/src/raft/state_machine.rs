@@ -69,7 +69,7 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
 
 /// Reads the published attributes of a member from the state machine.
 pub fn member_attrs(mvcc: &Mvcc, id: u64) -> Option<MemberAttrs> {
-    let bytes = mvcc.get_meta(format!("{META_MEMBER_PREFIX}{id:016x}").as_bytes())?;
+    let bytes = mvcc.get_meta(format!("{META_MEMBER_PREFIX}{id:016x}").as_bytes()).ok()??;
     decode(&bytes).ok()
 }
 
@@ -80,14 +80,15 @@ impl StateMachine {
     }
 
     fn last_applied(&self) -> Option<LogId> {
-        self.mvcc.get_meta(META_APPLIED).and_then(|b| decode::<Option<LogId>>(&b).ok()).flatten()
+        let bytes = self.mvcc.get_meta(META_APPLIED).expect("the state machine's applied marker is readable")?;
+        decode::<Option<LogId>>(&bytes).expect("the applied marker decodes")
     }
 
     fn membership(&self) -> StoredMembership<u64, MemberNode> {
-        self.mvcc
-            .get_meta(META_MEMBERSHIP)
-            .and_then(|b| decode(&b).ok())
-            .unwrap_or_default()
+        match self.mvcc.get_meta(META_MEMBERSHIP).expect("the stored membership is readable") {
+            Some(b) => decode(&b).expect("the stored membership decodes"),
+            None => StoredMembership::default(),
+        }
     }
 
     fn apply_meta_only(&self, meta: &[(&[u8], &[u8])]) -> Result<(), StorageError<u64>> {
@@ -96,7 +97,8 @@ impl StateMachine {
     }
 
     fn apply_batch(&self, log_id: LogId, req: RaftRequest) -> Result<RaftResponse, StorageError<u64>> {
-        let done = match self.mvcc.get_meta(META_PARTIAL).and_then(|b| decode::<(LogId, u32)>(&b).ok()) {
+        let partial = self.mvcc.get_meta(META_PARTIAL).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let done = match partial.and_then(|b| decode::<(LogId, u32)>(&b).ok()) {
             Some((id, n)) if id == log_id => n as usize,
             _ => 0,
         };

@@ -40,7 +40,7 @@ pub struct TimeToLive {
 
 /// Answers a time-to-live query from this member's state (call on the leader).
 pub fn local_time_to_live(node: &Node, id: i64, with_keys: bool) -> TimeToLive {
-    match node.mvcc.lease(id) {
+    match node.mvcc.lease(id).ok().flatten() {
         None => TimeToLive { ttl: -1, granted_ttl: 0, keys: Vec::new() },
         Some(info) => TimeToLive {
             ttl: node.lessor.remaining(id, Instant::now()).unwrap_or(info.ttl_granted),
@@ -171,7 +171,7 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
         let node = &self.node;
         track(node, "LeaseLeases", async {
             node.reads.wait().await?;
-            let leases = node.mvcc.leases().into_iter().map(|(id, _)| PbLeaseStatus { id }).collect();
+            let leases = node.mvcc.leases().map_err(super::storage_failure)?.into_iter().map(|(id, _)| PbLeaseStatus { id }).collect();
             Ok(PbLeaseLeasesResponse { header: node.header(node.mvcc.current_revision()), leases })
         })
         .await

@@ -11,7 +11,7 @@ use etcd_client::proto::{
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{errors, mvcc_error, track, Node, ETCD_VERSION};
+use super::{mvcc_error, track, Node, ETCD_VERSION};
 
 /// Bytes per message of the Snapshot stream (etcd sends 32 KiB chunks).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
@@ -61,7 +61,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         let node = &self.node;
         track(node, "Status", async {
             let m = node.raft.metrics().borrow().clone();
-            let db = node.mvcc.db_size_bytes() as i64;
+            let db = node.mvcc.db_size_bytes().unwrap_or(0) as i64;
             let is_learner = !m.membership_config.membership().voter_ids().any(|id| id == node.cfg.member_id);
             Ok(PbStatusResponse {
                 header: node.header(node.mvcc.current_revision()),
@@ -85,7 +85,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
     async fn defragment(&self, _req: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
         let node = &self.node;
         track(node, "Defragment", async {
-            node.mvcc.flush().map_err(errors::internal)?;
+            node.mvcc.flush().map_err(super::storage_failure)?;
             Ok(PbDefragmentResponse { header: node.header(node.mvcc.current_revision()) })
         })
         .await

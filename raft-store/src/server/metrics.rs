@@ -81,7 +81,7 @@ impl Metrics {
             self.committed.set(m.last_log_index.unwrap_or(0) as i64);
             self.applied.set(m.last_applied.map_or(0, |l| l.index) as i64);
         }
-        self.db_size.set(node.mvcc.db_size_bytes() as i64);
+        self.db_size.set(node.mvcc.db_size_bytes().unwrap_or(0) as i64);
         self.revision.set(node.mvcc.current_revision());
         self.compact_revision.set(node.mvcc.compact_revision());
         let w = node.log.wal().stats();

@@ -106,7 +106,10 @@ impl ApplyObserver for Observer {
     }
     fn events(&self, _revision: i64, _events: Vec<PbEvent>) {}
     fn snapshot_installed(&self) {
-        self.lessor.reset(self.mvcc.leases(), Instant::now());
+        match self.mvcc.leases() {
+            Ok(l) => self.lessor.reset(l, Instant::now()),
+            Err(e) => tracing::error!(error = %e, "failed to read leases after a snapshot install"),
+        }
     }
 }
 
@@ -138,7 +141,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let log = LogStore::open(&member_dir.join("wal"), WalOptions { sync, ..Default::default() })
         .context("failed to open the write-ahead log")?;
     let lessor = Arc::new(Lessor::default());
-    lessor.reset(mvcc.leases(), Instant::now());
+    lessor.reset(mvcc.leases().context("failed to read leases")?, Instant::now());
     let observer = Arc::new(Observer { lessor: lessor.clone(), mvcc: mvcc.clone() });
     let sm = StateMachine::new(mvcc.clone(), observer);
     let peers = Peers::default();
@@ -289,15 +292,29 @@ pub async fn track<T>(
 }
 
 /// Converts an MVCC read error into etcd's client-visible error.
-pub fn mvcc_error(e: skiff_mvcc::EtcdError) -> ApiError {
+pub fn mvcc_error(e: skiff_mvcc::ReadError) -> ApiError {
+    match e {
+        skiff_mvcc::ReadError::Etcd(e) => etcd_error(e),
+        skiff_mvcc::ReadError::Storage(e) => storage_failure(e),
+    }
+}
+
+/// An etcd error from the MVCC store as clients see it.
+pub fn etcd_error(e: skiff_mvcc::EtcdError) -> ApiError {
     ApiError { code: e.grpc_code() as i32, message: e.etcd_message().to_string() }
+}
+
+/// A storage failure while serving a request: logged loudly, reported as internal.
+pub fn storage_failure(e: skiff_mvcc::StorageError) -> ApiError {
+    tracing::error!(error = %e, "state machine storage failure");
+    errors::internal(format!("storage failure: {e}"))
 }
 
 impl Node {
     /// Refuses writes that add data once the backend exceeds `--quota-backend-bytes`
     /// (deletes, compaction and reads keep working, as with etcd's NOSPACE alarm).
     pub fn check_quota(&self) -> Result<(), ApiError> {
-        if self.mvcc.db_size_bytes() > self.cfg.quota_backend_bytes {
+        if self.mvcc.db_size_bytes().unwrap_or(0) > self.cfg.quota_backend_bytes {
             return Err(errors::no_space());
         }
         Ok(())

@@ -221,6 +221,9 @@ impl Cluster {
         for m in &self.members {
             let text = std::fs::read_to_string(&m.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.contains("panicked at")) {
+                eprintln!("----- {} PANIC: {}\n{}", m.name, l, lines.get(i + 1).unwrap_or(&""));
+            }
             let tail = &lines[lines.len().saturating_sub(40)..];
             eprintln!("----- {} ({:?}) last {} log lines -----\n{}", m.name, self.flavor, tail.len(), tail.join("\n"));
         }

@@ -1,0 +1,527 @@
+//! The RocksDB side: opening a database directory, the RocksDB-backed [`StateView`]
+//! ([`DbView`]), and turning [`Effects`] into one write batch.
+//!
+//! Durability contract: writes go to the memtable with the RocksDB WAL disabled (the Raft log
+//! is the durable log). What a reopen finds is the state after the last memtable flush, which
+//! always ends on a write-batch boundary (one column family, see `layout.rs`): a consistent
+//! prefix of the applied requests, with the caller's applied marker in the same batches.
+//! [`Engine::flush`] makes everything applied so far durable; a clean close (drop) also flushes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use etcd_client::proto::PbKeyValue;
+use rocksdb::{
+    DBRawIterator, FlushOptions, Options, ReadOptions, Snapshot, WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::StorageError;
+use crate::layout;
+use crate::record::{self, HistoryRecord, Kind};
+use crate::view::{Entry, KeyRange, Rev, StateView, Step};
+use crate::write::Effects;
+use crate::MvccOptions;
+
+/// The revision of a fresh store, as in etcd.
+pub const INITIAL_REVISION: i64 = 1;
+/// The compact revision of a store that was never compacted, as etcd reports it.
+pub const NEVER_COMPACTED: i64 = -1;
+
+/// One open RocksDB directory and the revisions cached from it.
+///
+/// Field order matters: `db` drops (and closes RocksDB) before `dir_guard` may delete the
+/// directory of a database replaced by a snapshot install.
+pub struct Engine {
+    db: DB,
+    revision: AtomicI64,
+    compact: AtomicI64,
+    dir_guard: ObsoleteDir,
+}
+
+/// Removes a replaced database directory once the last reader has released the engine.
+struct ObsoleteDir {
+    path: PathBuf,
+    obsolete: AtomicBool,
+}
+
+impl Drop for ObsoleteDir {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                // Leftovers are removed again by the next `Mvcc::open`.
+                tracing::warn!(path = %self.path.display(), error = %e,
+                    "failed to remove replaced database directory");
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the database in `path`. A new database starts at revision 1.
+    pub fn open(path: &Path, opts: &MvccOptions) -> Result<Engine, StorageError> {
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        o.set_write_buffer_size(opts.write_buffer_bytes);
+        o.set_keep_log_file_num(ROCKSDB_INFO_LOGS_KEPT);
+        let db = DB::open(&o, path).map_err(StorageError::rocks("open RocksDB"))?;
+        let engine = Engine {
+            db,
+            revision: AtomicI64::new(INITIAL_REVISION),
+            compact: AtomicI64::new(NEVER_COMPACTED),
+            dir_guard: ObsoleteDir {
+                path: path.to_path_buf(),
+                obsolete: AtomicBool::new(false),
+            },
+        };
+        engine.init_or_check_format()?;
+        engine.reload_revisions()?;
+        Ok(engine)
+    }
+
+    fn init_or_check_format(&self) -> Result<(), StorageError> {
+        match self.get_latest(layout::META_FORMAT)? {
+            None => {
+                if self.get_latest(layout::META_REVISION)?.is_some() {
+                    return Err(StorageError::Incompatible(
+                        "database has a revision but no format marker".into(),
+                    ));
+                }
+                let mut batch = WriteBatch::default();
+                batch.put(layout::META_FORMAT, layout::FORMAT_VERSION.to_be_bytes());
+                batch.put(layout::META_REVISION, layout::i64_value(INITIAL_REVISION));
+                self.commit(batch)
+            }
+            Some(raw) if raw == layout::FORMAT_VERSION.to_be_bytes() => Ok(()),
+            Some(raw) => Err(StorageError::Incompatible(format!(
+                "unknown layout version {raw:?} (this build reads {})",
+                layout::FORMAT_VERSION
+            ))),
+        }
+    }
+
+    /// Re-reads the cached revisions from the database.
+    pub fn reload_revisions(&self) -> Result<(), StorageError> {
+        let rev = self
+            .get_latest(layout::META_REVISION)?
+            .map(|raw| layout::i64_value_decode(layout::META_REVISION, &raw))
+            .unwrap_or(INITIAL_REVISION);
+        let compact = self
+            .get_latest(layout::META_COMPACT)?
+            .map(|raw| layout::i64_value_decode(layout::META_COMPACT, &raw))
+            .unwrap_or(NEVER_COMPACTED);
+        assert!(
+            compact <= rev,
+            "compact revision {compact} above revision {rev}"
+        );
+        self.set_revisions(rev, compact);
+        Ok(())
+    }
+
+    /// The directory of this database.
+    pub fn path(&self) -> &Path {
+        &self.dir_guard.path
+    }
+
+    /// Marks the directory for removal when the engine is dropped (after a snapshot install
+    /// replaced it).
+    pub fn mark_obsolete(&self) {
+        self.dir_guard.obsolete.store(true, Ordering::Release);
+    }
+
+    /// The RocksDB handle.
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// The current revision (cached).
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// The compact revision (cached), `-1` if never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact.load(Ordering::Acquire)
+    }
+
+    /// Updates the cached revisions after a commit. Callers hold the store's commit lock so
+    /// that readers see the cache and the database change together.
+    pub fn set_revisions(&self, revision: i64, compact: i64) {
+        self.revision.store(revision, Ordering::Release);
+        self.compact.store(compact, Ordering::Release);
+    }
+
+    /// A view of the latest committed state (for the single writer).
+    pub fn latest_view(&self) -> DbView<'_> {
+        DbView {
+            db: &self.db,
+            snapshot: None,
+            revision: self.revision(),
+            compact: self.compact_revision(),
+        }
+    }
+
+    /// Writes `batch` atomically, without the RocksDB WAL (see the module docs).
+    pub fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(StorageError::rocks("commit a write batch"))
+    }
+
+    /// Flushes the memtable and waits: everything committed so far survives a crash.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        self.db
+            .flush_opt(&fo)
+            .map_err(StorageError::rocks("flush the memtable"))
+    }
+
+    /// Approximate bytes on disk plus in memtables.
+    pub fn size_bytes(&self) -> Result<u64, StorageError> {
+        let mut total = 0;
+        for prop in [
+            "rocksdb.total-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ] {
+            total += self
+                .db
+                .property_int_value(prop)
+                .map_err(StorageError::rocks("read a size property"))?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// A point read of the latest committed state.
+    pub fn get_latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get(key).map_err(StorageError::rocks("read a key"))
+    }
+}
+
+/// How many RocksDB info LOG files to keep; they only help debugging.
+const ROCKSDB_INFO_LOGS_KEPT: usize = 3;
+
+/// Adds the changes of one request to `batch`: history and index entries per change, the
+/// final state of touched keys, lease attachments, leases and the new revision.
+pub fn encode_effects(fx: &Effects, batch: &mut WriteBatch) {
+    for change in &fx.changes {
+        let kv = &change.kv;
+        batch.put(
+            layout::history_key(change.rev),
+            record::encode_history(change.kind, kv),
+        );
+        batch.put(
+            layout::index_key(&kv.key, change.rev),
+            record::encode_index(change.kind),
+        );
+    }
+    for (key, latest) in &fx.latest {
+        match latest {
+            Some(kv) => batch.put(layout::kv_key(key), record::encode_latest(kv)),
+            None => batch.delete(layout::kv_key(key)),
+        }
+    }
+    for ((lease, key), attached) in &fx.attach {
+        let k = layout::attach_key(*lease, key);
+        if *attached {
+            batch.put(k, []);
+        } else {
+            batch.delete(k);
+        }
+    }
+    for (id, ttl) in &fx.leases {
+        match ttl {
+            Some(ttl) => batch.put(layout::lease_key(*id), layout::i64_value(*ttl)),
+            None => batch.delete(layout::lease_key(*id)),
+        }
+    }
+    if fx.revision() != fx.begin_rev {
+        batch.put(layout::META_REVISION, layout::i64_value(fx.revision()));
+    }
+}
+
+/// The RocksDB-backed [`StateView`]: the latest committed state for the writer, or a RocksDB
+/// snapshot (with the revisions read together with it) for readers.
+pub struct DbView<'a> {
+    db: &'a DB,
+    snapshot: Option<&'a Snapshot<'a>>,
+    revision: i64,
+    compact: i64,
+}
+
+impl<'a> DbView<'a> {
+    /// A view over `snapshot`, whose revisions the caller read consistently with it.
+    pub fn at_snapshot(
+        db: &'a DB,
+        snapshot: &'a Snapshot<'a>,
+        revision: i64,
+        compact: i64,
+    ) -> DbView<'a> {
+        DbView {
+            db,
+            snapshot: Some(snapshot),
+            revision,
+            compact,
+        }
+    }
+
+    fn read_opts(&self) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        if let Some(snapshot) = self.snapshot {
+            ro.set_snapshot(snapshot);
+        }
+        ro
+    }
+
+    /// A raw iterator over `[lo, hi)`, positioned at `lo`.
+    pub fn iter(&self, lo: Vec<u8>, hi: Vec<u8>) -> DBRawIterator<'a> {
+        let mut ro = self.read_opts();
+        ro.set_iterate_lower_bound(lo.clone());
+        ro.set_iterate_upper_bound(hi);
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek(lo);
+        it
+    }
+
+    /// A point read.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db
+            .get_opt(key, &self.read_opts())
+            .map_err(StorageError::rocks("read a key"))
+    }
+
+    /// The history record at `rev`; panics if it is missing (the index pointed at it).
+    pub fn history_at(&self, rev: Rev) -> Result<HistoryRecord, StorageError> {
+        let raw = self
+            .get_raw(&layout::history_key(rev))?
+            .unwrap_or_else(|| panic!("history record {rev:?} missing though indexed"));
+        Ok(record::decode_history(rev.main, &raw))
+    }
+
+    /// The newest change of `key` at or before revision `at`.
+    pub fn version_at(&self, key: &[u8], at: i64) -> Result<Option<(Rev, Kind)>, StorageError> {
+        let prefix = layout::index_prefix(key);
+        let mut it = self.iter(prefix.clone(), layout::index_prefix_after(&prefix));
+        let target = layout::index_key(
+            key,
+            Rev {
+                main: at,
+                sub: i64::MAX,
+            },
+        );
+        it.seek_for_prev(&target);
+        let found = match it.item() {
+            Some((k, v)) => {
+                let (p, rev) = layout::index_key_split(k);
+                debug_assert_eq!(p, prefix.as_slice());
+                Some((rev, record::decode_index(k, v)))
+            }
+            None => None,
+        };
+        it.status()
+            .map_err(StorageError::rocks("iterate the index"))?;
+        Ok(found)
+    }
+
+    /// The version of `key` live at revision `at`, if any.
+    pub fn kv_at(&self, key: &[u8], at: i64) -> Result<Option<PbKeyValue>, StorageError> {
+        match self.version_at(key, at)? {
+            Some((rev, Kind::Put)) => Ok(Some(self.history_at(rev)?.kv)),
+            _ => Ok(None),
+        }
+    }
+
+    fn scan_current(
+        &self,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&dyn Entry) -> Step,
+    ) -> Result<(), StorageError> {
+        let (lo, hi) = layout::kv_bounds(range);
+        let mut it = self.iter(lo, hi);
+        while let Some((k, v)) = it.item() {
+            let entry = CurrentEntry {
+                key: &k[1..],
+                raw: v,
+                revision: self.revision,
+            };
+            if visit(&entry)?.is_break() {
+                break;
+            }
+            it.next();
+        }
+        it.status().map_err(StorageError::rocks("iterate keys"))
+    }
+
+    /// Past revisions: for each key of the range, seek to its newest index entry at or before
+    /// `rev` (two seeks per key, independent of how many versions it has).
+    fn scan_past(
+        &self,
+        rev: i64,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&dyn Entry) -> Step,
+    ) -> Result<(), StorageError> {
+        let (lo, hi) = layout::index_bounds(range);
+        let mut it = self.iter(lo, hi);
+        while let Some(k) = it.key() {
+            let prefix = layout::index_key_split(k).0.to_vec();
+            let mut target = prefix.clone();
+            target.extend_from_slice(&layout::rev_bytes(Rev {
+                main: rev,
+                sub: i64::MAX,
+            }));
+            it.seek_for_prev(&target);
+            let live = match it.item() {
+                Some((k, v)) if k.len() == target.len() && k.starts_with(&prefix) => {
+                    let (_, found) = layout::index_key_split(k);
+                    (record::decode_index(k, v) == Kind::Put).then_some(found)
+                }
+                _ => None,
+            };
+            if let Some(found) = live {
+                let entry = PastEntry {
+                    key: layout::index_prefix_user_key(&prefix),
+                    rev: found,
+                    view: self,
+                };
+                if visit(&entry)?.is_break() {
+                    break;
+                }
+            }
+            it.seek(layout::index_prefix_after(&prefix));
+        }
+        it.status()
+            .map_err(StorageError::rocks("iterate the index"))
+    }
+
+    /// Every lease with its granted TTL, in id order.
+    pub fn leases(&self) -> Result<Vec<(i64, i64)>, StorageError> {
+        let mut it = self.iter(
+            vec![layout::TABLE_LEASE],
+            layout::table_end(layout::TABLE_LEASE),
+        );
+        let mut out = Vec::new();
+        while let Some((k, v)) = it.item() {
+            out.push((layout::lease_key_decode(k), layout::i64_value_decode(k, v)));
+            it.next();
+        }
+        it.status().map_err(StorageError::rocks("iterate leases"))?;
+        Ok(out)
+    }
+}
+
+impl StateView for DbView<'_> {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    fn compact_revision(&self) -> i64 {
+        self.compact
+    }
+
+    fn scan(
+        &self,
+        rev: i64,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&dyn Entry) -> Step,
+    ) -> Result<(), StorageError> {
+        assert!(
+            rev >= self.compact && rev <= self.revision,
+            "scan at revision {rev} outside [{}, {}]",
+            self.compact,
+            self.revision
+        );
+        if range.is_empty() {
+            return Ok(());
+        }
+        if rev == self.revision {
+            self.scan_current(range, visit)
+        } else {
+            self.scan_past(rev, range, visit)
+        }
+    }
+
+    /// A point lookup in the `k` table instead of a scan.
+    fn get(&self, key: &[u8]) -> Result<Option<PbKeyValue>, StorageError> {
+        let Some(raw) = self.get_raw(&layout::kv_key(key))? else {
+            return Ok(None);
+        };
+        let entry = CurrentEntry {
+            key,
+            raw: &raw,
+            revision: self.revision,
+        };
+        entry.load().map(Some)
+    }
+
+    fn lease_ttl(&self, id: i64) -> Result<Option<i64>, StorageError> {
+        let key = layout::lease_key(id);
+        Ok(self
+            .get_raw(&key)?
+            .map(|raw| layout::i64_value_decode(&key, &raw)))
+    }
+
+    fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StorageError> {
+        let prefix = layout::attach_prefix(id);
+        let end = layout::prefix_end(&prefix);
+        let mut it = self.iter(prefix, end);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            out.push(layout::attach_key_user_key(k).to_vec());
+            it.next();
+        }
+        it.status()
+            .map_err(StorageError::rocks("iterate lease keys"))?;
+        Ok(out)
+    }
+}
+
+/// A key met in the `k` table.
+struct CurrentEntry<'i> {
+    key: &'i [u8],
+    raw: &'i [u8],
+    revision: i64,
+}
+
+impl Entry for CurrentEntry<'_> {
+    fn key(&self) -> &[u8] {
+        self.key
+    }
+
+    fn load(&self) -> Result<PbKeyValue, StorageError> {
+        let kv = record::decode_latest(self.key, self.raw);
+        assert!(
+            kv.mod_revision <= self.revision,
+            "key {:?} modified at {} after the view's revision {}",
+            self.key,
+            kv.mod_revision,
+            self.revision
+        );
+        Ok(kv)
+    }
+}
+
+/// A key met in the index at a past revision; its record is read from the history on demand.
+struct PastEntry<'v, 'a> {
+    key: Vec<u8>,
+    rev: Rev,
+    view: &'v DbView<'a>,
+}
+
+impl Entry for PastEntry<'_, '_> {
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    fn load(&self) -> Result<PbKeyValue, StorageError> {
+        let rec = self.view.history_at(self.rev)?;
+        assert!(
+            rec.kind == Kind::Put && rec.kv.key == self.key,
+            "index entry {:?}@{:?} does not match its history record {rec:?}",
+            self.key,
+            self.rev
+        );
+        Ok(rec.kv)
+    }
+}
