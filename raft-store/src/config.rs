@@ -22,7 +22,11 @@ pub const MAX_TXN_OPS: usize = 128;
 
 /// The flags of `skiff-store`, named as etcd names them.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "skiff-store", version, about = "An etcd v3 compatible Raft key-value store")]
+#[command(
+    name = "skiff-store",
+    version,
+    about = "An etcd v3 compatible Raft key-value store"
+)]
 pub struct Flags {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -31,16 +35,32 @@ pub struct Flags {
     #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Comma-separated URLs to listen on for client traffic.
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub listen_client_urls: String,
     /// Comma-separated client URLs of this member, advertised to the rest of the cluster.
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub advertise_client_urls: String,
     /// Comma-separated URLs to listen on for peer traffic.
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub listen_peer_urls: String,
     /// Comma-separated peer URLs of this member, advertised to the rest of the cluster.
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping: `name=peer-url,...`.
     #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
@@ -49,7 +69,11 @@ pub struct Flags {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
     /// Initial cluster token, mixed into member and cluster ids.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
@@ -178,14 +202,17 @@ impl Config {
             f.initial_cluster.as_deref().unwrap_or(&default_cluster),
             &f.initial_cluster_token,
         )?;
-        let me = initial_cluster.iter().find(|m| m.name == f.name).ok_or_else(|| {
-            ConfigError::BadInitialCluster(format!(
-                "this member's --name {:?} is not listed; add `{}={}`",
-                f.name,
-                f.name,
-                advertise_peer_urls.join(",")
-            ))
-        })?;
+        let me = initial_cluster
+            .iter()
+            .find(|m| m.name == f.name)
+            .ok_or_else(|| {
+                ConfigError::BadInitialCluster(format!(
+                    "this member's --name {:?} is not listed; add `{}={}`",
+                    f.name,
+                    f.name,
+                    advertise_peer_urls.join(",")
+                ))
+            })?;
         let cluster_state = match f.initial_cluster_state.as_str() {
             "new" => ClusterState::New,
             "existing" => ClusterState::Existing,
@@ -201,7 +228,10 @@ impl Config {
             name: f.name.clone(),
             member_id: me.id,
             cluster_id: cluster_id(&initial_cluster, &f.initial_cluster_token),
-            data_dir: f.data_dir.clone().unwrap_or_else(|| format!("{}.etcd", f.name).into()),
+            data_dir: f
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| format!("{}.etcd", f.name).into()),
             listen_client: resolve_all("listen-client-urls", &f.listen_client_urls)?,
             advertise_client_urls: split_urls(&f.advertise_client_urls),
             listen_peer: resolve_all("listen-peer-urls", &f.listen_peer_urls)?,
@@ -255,7 +285,11 @@ fn check_timing(heartbeat_ms: u64, election_ms: u64) -> Result<(), ConfigError> 
 
 /// Splits a comma-separated URL list, dropping empty items.
 pub fn split_urls(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Parses `name=url,name=url2,other=url3` (a name may repeat for several URLs).
@@ -270,7 +304,10 @@ pub fn parse_initial_cluster(s: &str, token: &str) -> Result<Vec<InitialMember>,
             url: url.to_string(),
             reason,
         })?;
-        by_name.entry(name.to_string()).or_default().push(url.to_string());
+        by_name
+            .entry(name.to_string())
+            .or_default()
+            .push(url.to_string());
     }
     if by_name.is_empty() {
         return Err(ConfigError::BadInitialCluster("no members listed".into()));
@@ -280,7 +317,11 @@ pub fn parse_initial_cluster(s: &str, token: &str) -> Result<Vec<InitialMember>,
         .map(|(name, mut peer_urls)| {
             peer_urls.sort();
             let id = member_id(&peer_urls, token);
-            InitialMember { name, peer_urls, id }
+            InitialMember {
+                name,
+                peer_urls,
+                id,
+            }
         })
         .collect())
 }
@@ -358,7 +399,10 @@ fn resolve_all(flag: &'static str, urls: &str) -> Result<Vec<SocketAddr>, Config
         out.extend(addrs.take(1));
     }
     if out.is_empty() {
-        return Err(ConfigError::BadFlag { flag, reason: "no URL given".into() });
+        return Err(ConfigError::BadFlag {
+            flag,
+            reason: "no URL given".into(),
+        });
     }
     Ok(out)
 }
@@ -385,7 +429,9 @@ mod tests {
     #[test]
     fn bad_input_is_named() {
         assert!(parse_initial_cluster("a", "t").is_err());
-        let e = parse_initial_cluster("a=https://x:1", "t").unwrap_err().to_string();
+        let e = parse_initial_cluster("a=https://x:1", "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("initial-cluster"), "{e}");
         let flags = Flags::parse_from(["skiff-store", "--election-timeout", "100"]);
         let e = Config::from_flags(&flags).unwrap_err().to_string();

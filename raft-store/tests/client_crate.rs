@@ -7,10 +7,17 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, Flavor};
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp,
+};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn client(c: &Cluster) -> Client {
@@ -26,18 +33,43 @@ fn crate_operations() {
         let r = cl.put("a", "1", None).await.unwrap();
         let first_rev = r.header().unwrap().revision();
         cl.put("b", "2", None).await.unwrap();
-        let r = cl.put("a", "3", Some(PutOptions::new().with_prev_key())).await.unwrap();
+        let r = cl
+            .put("a", "3", Some(PutOptions::new().with_prev_key()))
+            .await
+            .unwrap();
         assert_eq!(r.prev_key().unwrap().value(), b"1");
         let g = cl.get("a", None).await.unwrap();
         let kv = &g.kvs()[0];
-        assert_eq!((kv.value(), kv.version(), kv.create_revision(), kv.mod_revision()), (&b"3"[..], 2, first_rev, first_rev + 2));
-        let old = cl.get("a", Some(GetOptions::new().with_revision(first_rev))).await.unwrap();
-        assert_eq!(old.kvs()[0].value(), b"1");
-        let all = cl
-            .get("", Some(GetOptions::new().with_all_keys().with_sort(SortTarget::Key, SortOrder::Descend).with_limit(1)))
+        assert_eq!(
+            (
+                kv.value(),
+                kv.version(),
+                kv.create_revision(),
+                kv.mod_revision()
+            ),
+            (&b"3"[..], 2, first_rev, first_rev + 2)
+        );
+        let old = cl
+            .get("a", Some(GetOptions::new().with_revision(first_rev)))
             .await
             .unwrap();
-        assert_eq!((all.kvs()[0].key(), all.count(), all.more()), (&b"b"[..], 2, true));
+        assert_eq!(old.kvs()[0].value(), b"1");
+        let all = cl
+            .get(
+                "",
+                Some(
+                    GetOptions::new()
+                        .with_all_keys()
+                        .with_sort(SortTarget::Key, SortOrder::Descend)
+                        .with_limit(1),
+                ),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (all.kvs()[0].key(), all.count(), all.more()),
+            (&b"b"[..], 2, true)
+        );
 
         let txn = Txn::new()
             .when([Compare::value("a", CompareOp::Equal, "3")])
@@ -45,11 +77,26 @@ fn crate_operations() {
             .or_else([TxnOp::put("c", "wrong", None)]);
         let t = cl.txn(txn).await.unwrap();
         assert!(t.succeeded());
-        assert_eq!(cl.get("c", None).await.unwrap().kvs()[0].value(), b"from-txn");
+        assert_eq!(
+            cl.get("c", None).await.unwrap().kvs()[0].value(),
+            b"from-txn"
+        );
 
         let lease = cl.lease_grant(30, None).await.unwrap();
-        cl.put("leased", "x", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
-        let ttl = cl.lease_time_to_live(lease.id(), Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
+        cl.put(
+            "leased",
+            "x",
+            Some(PutOptions::new().with_lease(lease.id())),
+        )
+        .await
+        .unwrap();
+        let ttl = cl
+            .lease_time_to_live(
+                lease.id(),
+                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+            )
+            .await
+            .unwrap();
         assert_eq!(ttl.keys(), &[b"leased".to_vec()]);
         assert!(ttl.ttl() > 25 && ttl.ttl() <= 30, "{}", ttl.ttl());
         let (mut keeper, mut stream) = cl.lease_keep_alive(lease.id()).await.unwrap();
@@ -58,12 +105,22 @@ fn crate_operations() {
         cl.lease_revoke(lease.id()).await.unwrap();
         assert!(cl.get("leased", None).await.unwrap().kvs().is_empty());
 
-        let d = cl.delete("", Some(DeleteOptions::new().with_all_keys())).await.unwrap();
+        let d = cl
+            .delete("", Some(DeleteOptions::new().with_all_keys()))
+            .await
+            .unwrap();
         assert_eq!(d.deleted(), 3);
         let rev = d.header().unwrap().revision();
         cl.compact(rev - 1, None).await.unwrap();
-        let e = cl.get("a", Some(GetOptions::new().with_revision(first_rev))).await.unwrap_err();
-        assert!(e.to_string().contains("required revision has been compacted"), "{e}");
+        let e = cl
+            .get("a", Some(GetOptions::new().with_revision(first_rev)))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("required revision has been compacted"),
+            "{e}"
+        );
     });
 }
 
@@ -74,10 +131,18 @@ fn unrenewed_lease_expires() {
     rt().block_on(async {
         let mut cl = client(&c).await;
         let lease = cl.lease_grant(2, None).await.unwrap();
-        cl.put("short", "x", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
+        cl.put("short", "x", Some(PutOptions::new().with_lease(lease.id())))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(cl.get("short", None).await.unwrap().kvs().is_empty(), "key of an expired lease is gone");
-        assert_eq!(cl.lease_time_to_live(lease.id(), None).await.unwrap().ttl(), -1);
+        assert!(
+            cl.get("short", None).await.unwrap().kvs().is_empty(),
+            "key of an expired lease is gone"
+        );
+        assert_eq!(
+            cl.lease_time_to_live(lease.id(), None).await.unwrap().ttl(),
+            -1
+        );
     });
 }
 
@@ -88,35 +153,68 @@ fn bad_input_changes_nothing() {
     rt().block_on(async {
         let mut cl = client(&c).await;
         cl.put("k", "v", None).await.unwrap();
-        let rev = cl.get("k", None).await.unwrap().header().unwrap().revision();
+        let rev = cl
+            .get("k", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
 
         let big = vec![b'x'; 1_700_000];
         let e = cl.put("big", big, None).await.unwrap_err().to_string();
         assert!(e.contains("etcdserver: request is too large"), "{e}");
         let huge = vec![b'x'; 3 * 1024 * 1024];
         let e = cl.put("huge", huge, None).await.unwrap_err().to_string();
-        assert!(e.contains("limit is: 2097152 bytes"), "the gRPC limit is named: {e}");
+        assert!(
+            e.contains("limit is: 2097152 bytes"),
+            "the gRPC limit is named: {e}"
+        );
 
-        let ops: Vec<TxnOp> = (0..129).map(|i| TxnOp::put(format!("t{i}"), "v", None)).collect();
-        let e = cl.txn(Txn::new().and_then(ops)).await.unwrap_err().to_string();
+        let ops: Vec<TxnOp> = (0..129)
+            .map(|i| TxnOp::put(format!("t{i}"), "v", None))
+            .collect();
+        let e = cl
+            .txn(Txn::new().and_then(ops))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too many operations in txn request"), "{e}");
 
-        let e = cl.put("k", "v", Some(PutOptions::new().with_lease(0x1234))).await.unwrap_err().to_string();
+        let e = cl
+            .put("k", "v", Some(PutOptions::new().with_lease(0x1234)))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("etcdserver: requested lease not found"), "{e}");
 
-        let e = cl.get("k", Some(GetOptions::new().with_revision(rev + 100))).await.unwrap_err().to_string();
+        let e = cl
+            .get("k", Some(GetOptions::new().with_revision(rev + 100)))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("required revision is a future revision"), "{e}");
 
         // range_end before key: etcd returns nothing (no error).
-        let r = cl.get("z", Some(GetOptions::new().with_range("a"))).await.unwrap();
+        let r = cl
+            .get("z", Some(GetOptions::new().with_range("a")))
+            .await
+            .unwrap();
         assert!(r.kvs().is_empty());
 
         cl.compact(rev, None).await.unwrap();
         let e = cl.compact(rev, None).await.unwrap_err().to_string();
         assert!(e.contains("required revision has been compacted"), "{e}");
 
-        let after = cl.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
-        assert_eq!(after.header().unwrap().revision(), rev, "no rejected request changed the store");
+        let after = cl
+            .get("", Some(GetOptions::new().with_all_keys()))
+            .await
+            .unwrap();
+        assert_eq!(
+            after.header().unwrap().revision(),
+            rev,
+            "no rejected request changed the store"
+        );
         assert_eq!(after.kvs().len(), 1);
     });
     c.wait_healthy(Duration::from_secs(5));

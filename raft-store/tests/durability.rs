@@ -15,17 +15,28 @@ use etcd_client::{Client, ConnectOptions, GetOptions};
 type Acked = Arc<Mutex<BTreeMap<String, String>>>;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn connect(urls: Vec<String>) -> Client {
-    let opts = ConnectOptions::new().with_timeout(Duration::from_secs(3)).with_connect_timeout(Duration::from_secs(1));
+    let opts = ConnectOptions::new()
+        .with_timeout(Duration::from_secs(3))
+        .with_connect_timeout(Duration::from_secs(1));
     Client::connect(urls, Some(opts)).await.expect("connect")
 }
 
 /// Starts `n` writer tasks, each writing `w<i>/<seq>` until `stop`; acknowledged writes go
 /// into the returned map. A failed write is an unknown outcome and is not counted.
-fn start_writers(rt: &tokio::runtime::Runtime, urls: &[String], n: usize, stop: Arc<AtomicBool>) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+fn start_writers(
+    rt: &tokio::runtime::Runtime,
+    urls: &[String],
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
     let acked: Acked = Arc::default();
     let handles = (0..n)
         .map(|w| {
@@ -55,9 +66,24 @@ fn start_writers(rt: &tokio::runtime::Runtime, urls: &[String], n: usize, stop: 
 /// Full serializable scan of member `i`: key -> (value, mod_revision), plus its revision.
 async fn scan(url: String) -> Option<(BTreeMap<String, (String, i64)>, i64)> {
     let mut c = connect(vec![url]).await;
-    let r = c.get("w", Some(GetOptions::new().with_prefix().with_serializable())).await.ok()?;
+    let r = c
+        .get(
+            "w",
+            Some(GetOptions::new().with_prefix().with_serializable()),
+        )
+        .await
+        .ok()?;
     let rev = r.header()?.revision();
-    let kvs = r.kvs().iter().map(|kv| (kv.key_str().unwrap().to_string(), (kv.value_str().unwrap().to_string(), kv.mod_revision()))).collect();
+    let kvs = r
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key_str().unwrap().to_string(),
+                (kv.value_str().unwrap().to_string(), kv.mod_revision()),
+            )
+        })
+        .collect();
     Some((kvs, rev))
 }
 
@@ -70,7 +96,11 @@ fn assert_converged(rt: &tokio::runtime::Runtime, c: &Cluster, acked: &BTreeMap<
         if all_same {
             let (kvs, _) = scans[0].clone().unwrap();
             for (k, v) in acked {
-                assert_eq!(kvs.get(k).map(|(v, _)| v), Some(v), "acknowledged write {k}={v} is missing");
+                assert_eq!(
+                    kvs.get(k).map(|(v, _)| v),
+                    Some(v),
+                    "acknowledged write {k}={v} is missing"
+                );
             }
             return;
         }
@@ -95,7 +125,10 @@ fn leader_kill_loses_no_acknowledged_write() {
     let before = acked.lock().unwrap().len();
     std::thread::sleep(Duration::from_secs(4));
     let during = acked.lock().unwrap().len();
-    assert!(during > before, "writes continue through the new leader ({before} -> {during})");
+    assert!(
+        during > before,
+        "writes continue through the new leader ({before} -> {during})"
+    );
     c.restart(leader);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
@@ -121,13 +154,20 @@ fn torn_wal_tail_is_repaired_and_caught_up() {
     let victim = (leader + 1) % 3;
     c.kill(victim);
     let wal_dir = c.members[victim].data_dir.join("member/wal");
-    let mut segs: Vec<_> = std::fs::read_dir(&wal_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "wal")).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
     segs.sort();
     let last = segs.last().expect("a WAL segment");
     let len = std::fs::metadata(last).unwrap().len();
     let data = std::fs::read(last).unwrap();
     // Cut inside the last non-zero record: find the end of written data and remove 5 bytes.
-    let end = data.iter().rposition(|b| *b != 0).map_or(len as usize, |p| p + 1);
+    let end = data
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(len as usize, |p| p + 1);
     let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
     f.set_len((end - 5) as u64).unwrap();
     drop(f);
@@ -139,7 +179,10 @@ fn torn_wal_tail_is_repaired_and_caught_up() {
     }
     c.wait_healthy(Duration::from_secs(20));
     let log = std::fs::read_to_string(&c.members[victim].log).unwrap();
-    assert!(log.contains("torn"), "the member reports the torn tail it repaired");
+    assert!(
+        log.contains("torn"),
+        "the member reports the torn tail it repaired"
+    );
     assert_converged(&rt, &c, &acked.lock().unwrap().clone());
 }
 

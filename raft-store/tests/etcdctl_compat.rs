@@ -16,7 +16,10 @@ struct Step {
 }
 
 fn step(args: &str) -> Step {
-    Step { args: shell_words(args), stdin: None }
+    Step {
+        args: shell_words(args),
+        stdin: None,
+    }
 }
 
 fn shell_words(s: &str) -> Vec<String> {
@@ -24,7 +27,8 @@ fn shell_words(s: &str) -> Vec<String> {
 }
 
 const TXN_INPUT: &str = "value(\"foo\") = \"bar\"\n\nput foo baz\nget foo\n\nput foo qux\n\n";
-const TXN_INPUT_FAIL: &str = "mod(\"foo1\") > \"100\"\nversion(\"nokey\") = \"0\"\n\nput never x\n\nget foo1\ndel foo2\n\n";
+const TXN_INPUT_FAIL: &str =
+    "mod(\"foo1\") > \"100\"\nversion(\"nokey\") = \"0\"\n\nput never x\n\nget foo1\ndel foo2\n\n";
 
 fn script(lease: &str) -> Vec<Step> {
     let mut s = vec![
@@ -52,8 +56,14 @@ fn script(lease: &str) -> Vec<Step> {
         step("get foo --prefix --rev=7"),
         step("get foo --rev=1000"),
     ];
-    s.push(Step { args: shell_words("txn"), stdin: Some(TXN_INPUT) });
-    s.push(Step { args: shell_words("txn -w json"), stdin: Some(TXN_INPUT_FAIL) });
+    s.push(Step {
+        args: shell_words("txn"),
+        stdin: Some(TXN_INPUT),
+    });
+    s.push(Step {
+        args: shell_words("txn -w json"),
+        stdin: Some(TXN_INPUT_FAIL),
+    });
     s.extend([
         step(&format!("put leased v1 --lease={lease}")),
         step(&format!("put leased2 v2 --lease={lease}")),
@@ -81,7 +91,10 @@ fn script(lease: &str) -> Vec<Step> {
 /// Masks what legitimately differs between two clusters.
 fn normalize(text: &str, lease: &str) -> String {
     // etcdctl's own client-side retry logs carry timestamps and random client ids.
-    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("{\"level\":\"warn\"")).collect();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("{\"level\":\"warn\""))
+        .collect();
     let mut t = kept.join("\n").replace(lease, "<LEASE>");
     for (re, with) in [
         (r#""cluster_id":\d+"#, r#""cluster_id":<N>"#),
@@ -99,7 +112,10 @@ fn normalize(text: &str, lease: &str) -> String {
 fn grant_lease(endpoints: &str) -> String {
     let out = ok(etcdctl(endpoints, &["lease", "grant", "100"]));
     // "lease 694d8a3c3b1f2c0a granted with TTL(100s)"
-    out.split_whitespace().nth(1).expect("lease id in etcdctl output").to_string()
+    out.split_whitespace()
+        .nth(1)
+        .expect("lease id in etcdctl output")
+        .to_string()
 }
 
 fn run_script(c: &Cluster) -> Vec<String> {
@@ -135,7 +151,13 @@ fn etcdctl_script_matches_real_etcd() {
             mismatches.push(format!("--- etcd:\n{w}--- skiff:\n{g}"));
         }
     }
-    assert!(mismatches.is_empty(), "{} of {} steps differ:\n{}", mismatches.len(), want.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} steps differ:\n{}",
+        mismatches.len(),
+        want.len(),
+        mismatches.join("\n")
+    );
 }
 
 // member list, endpoint status and endpoint health answer on every member with etcd's
@@ -156,25 +178,44 @@ fn cluster_commands_on_every_endpoint() {
             // id, status, name, peer URLs, client URLs, is learner
             assert_eq!(cols.len(), 6, "{row}");
             assert_eq!(cols[1], "started");
-            assert!(list.contains(&format!("m{j}, http://127.0.0.1:{}", c.members[j].peer_port)), "{list}");
+            assert!(
+                list.contains(&format!(
+                    "m{j}, http://127.0.0.1:{}",
+                    c.members[j].peer_port
+                )),
+                "{list}"
+            );
             assert_eq!(cols[5], "false");
         }
         // etcdctl 3.4 prints the health verdict on stderr.
         let out = etcdctl(&ep, &["endpoint", "health"]);
         assert!(out.status.success());
         let health = String::from_utf8_lossy(&out.stderr);
-        assert!(health.contains("is healthy: successfully committed proposal"), "{health}");
+        assert!(
+            health.contains("is healthy: successfully committed proposal"),
+            "{health}"
+        );
     }
     let status = ok(etcdctl(&c.endpoints(), &["endpoint", "status"]));
     let lines: Vec<&str> = status.lines().collect();
     assert_eq!(lines.len(), 3, "{status}");
-    let leaders = lines.iter().filter(|l| l.split(", ").nth(4) == Some("true")).count();
+    let leaders = lines
+        .iter()
+        .filter(|l| l.split(", ").nth(4) == Some("true"))
+        .count();
     assert_eq!(leaders, 1, "exactly one leader: {status}");
     for l in &lines {
-        assert_eq!(l.split(", ").count(), 10, "etcd 3.4 prints 9 columns plus a trailing errors column: {l}");
+        assert_eq!(
+            l.split(", ").count(),
+            10,
+            "etcd 3.4 prints 9 columns plus a trailing errors column: {l}"
+        );
         assert!(l.contains("3.5."), "version column: {l}");
     }
-    let json = ok(etcdctl(&c.endpoints(), &["endpoint", "status", "-w", "json"]));
+    let json = ok(etcdctl(
+        &c.endpoints(),
+        &["endpoint", "status", "-w", "json"],
+    ));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     for e in v.as_array().unwrap() {
         assert!(e["Status"]["raftIndex"].as_u64().unwrap() > 0, "{e}");

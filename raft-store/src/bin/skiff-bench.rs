@@ -60,6 +60,9 @@ enum Workload {
     },
 }
 
+/// One request of a workload: takes a client and the request number, says whether it succeeded.
+type Work = Arc<dyn Fn(Client, u64) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
 struct Outcome {
     latencies_us: Vec<u64>,
     errors: u64,
@@ -82,31 +85,54 @@ async fn run(args: &Args) -> anyhow::Result<Outcome> {
     for _ in 0..args.conns.max(1) {
         conns.push(connect(&endpoints).await?);
     }
-    let (total, work): (u64, Arc<dyn Fn(Client, u64) -> futures::future::BoxFuture<'static, bool> + Send + Sync>) =
-        match &args.workload {
-            Workload::Put { total, key_size, val_size, key_space_size } => {
-                let (ks, space, val) = (*key_size, (*key_space_size).max(1), vec![b'v'; *val_size]);
-                (*total, Arc::new(move |mut c: Client, i: u64| {
+    let (total, work): (u64, Work) = match &args.workload {
+        Workload::Put {
+            total,
+            key_size,
+            val_size,
+            key_space_size,
+        } => {
+            let (ks, space, val) = (*key_size, (*key_space_size).max(1), vec![b'v'; *val_size]);
+            (
+                *total,
+                Arc::new(move |mut c: Client, i: u64| {
                     let key = key_for(i.wrapping_mul(2_654_435_761) % space, ks);
                     let val = val.clone();
                     Box::pin(async move { c.put(key, val, None).await.is_ok() })
-                }))
-            }
-            Workload::Range { key, total, consistency } => {
-                let (key, serializable) = (key.clone(), consistency == "s");
-                (*total, Arc::new(move |mut c: Client, _i: u64| {
+                }),
+            )
+        }
+        Workload::Range {
+            key,
+            total,
+            consistency,
+        } => {
+            let (key, serializable) = (key.clone(), consistency == "s");
+            (
+                *total,
+                Arc::new(move |mut c: Client, _i: u64| {
                     let key = key.clone();
-                    let opts = if serializable { Some(GetOptions::new().with_serializable()) } else { None };
+                    let opts = if serializable {
+                        Some(GetOptions::new().with_serializable())
+                    } else {
+                        None
+                    };
                     Box::pin(async move { c.get(key, opts).await.is_ok() })
-                }))
-            }
-        };
+                }),
+            )
+        }
+    };
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients.max(1) {
-        let (client, next, errors, work) = (conns[c % conns.len()].clone(), next.clone(), errors.clone(), work.clone());
+        let (client, next, errors, work) = (
+            conns[c % conns.len()].clone(),
+            next.clone(),
+            errors.clone(),
+            work.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -126,7 +152,11 @@ async fn run(args: &Args) -> anyhow::Result<Outcome> {
     for t in tasks {
         latencies_us.extend(t.await?);
     }
-    Ok(Outcome { latencies_us, errors: errors.load(Ordering::Relaxed), elapsed: start.elapsed() })
+    Ok(Outcome {
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -154,10 +184,21 @@ async fn main() -> anyhow::Result<()> {
             })
         );
     } else {
-        println!("requests {}  errors {}  elapsed {:.2}s  throughput {:.0} ops/s", l.len(), out.errors, out.elapsed.as_secs_f64(), ops);
+        println!(
+            "requests {}  errors {}  elapsed {:.2}s  throughput {:.0} ops/s",
+            l.len(),
+            out.errors,
+            out.elapsed.as_secs_f64(),
+            ops
+        );
         println!(
             "latency ms: min {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-            pct(l, 0.0), pct(l, 0.5), pct(l, 0.9), pct(l, 0.99), pct(l, 0.999), pct(l, 1.0)
+            pct(l, 0.0),
+            pct(l, 0.5),
+            pct(l, 0.9),
+            pct(l, 0.99),
+            pct(l, 0.999),
+            pct(l, 1.0)
         );
     }
     Ok(())

@@ -6,6 +6,9 @@
 //! `append` hands openraft's flush callback to the WAL, which fires it only after the
 //! fdatasync that covers the entries (group commit).
 
+// openraft's `StorageError` is what its traits return; boxing it here would only add a copy.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -36,7 +39,11 @@ pub struct LogStore {
     last: Arc<Mutex<Option<LogId>>>,
 }
 
-fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error) -> StorageError<u64> {
+fn io_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error,
+) -> StorageError<u64> {
     StorageError::from_io_error(subject, verb, io::Error::other(e.to_string()))
 }
 
@@ -118,9 +125,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
-        let last_purged = self.hard.lock().expect("hard state lock poisoned").last_purged;
+        let last_purged = self
+            .hard
+            .lock()
+            .expect("hard state lock poisoned")
+            .last_purged;
         let last = (*self.last.lock().expect("last log id lock poisoned")).or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -136,7 +150,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.hard.lock().expect("hard state lock poisoned").vote)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -152,7 +170,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.wal.append(
             records,
-            Box::new(move |res| callback.log_io_completed(res.map_err(|e| io::Error::other(e.to_string())))),
+            Box::new(move |res| {
+                callback.log_io_completed(res.map_err(|e| io::Error::other(e.to_string())))
+            }),
         );
         Ok(())
     }
@@ -167,9 +187,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let recs = self.wal.read(log_id.index - 1, log_id.index);
             match recs.first() {
                 Some((_, b)) => Some(
-                    decode::<Entry>(b).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?.log_id,
+                    decode::<Entry>(b)
+                        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                        .log_id,
                 ),
-                None => self.hard.lock().expect("hard state lock poisoned").last_purged,
+                None => {
+                    self.hard
+                        .lock()
+                        .expect("hard state lock poisoned")
+                        .last_purged
+                }
             }
         };
         *self.last.lock().expect("last log id lock poisoned") = new_last;

@@ -164,7 +164,10 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error from a gRPC code and message.
     pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
-        ApiError { code: code as i32, message: message.into() }
+        ApiError {
+            code: code as i32,
+            message: message.into(),
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -115,7 +117,10 @@ impl PeerConn {
         let resp = match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r.map_err(|status| PeerError::Transport { method, status })?,
             Err(_) => {
-                return Err(PeerError::Transport { method, status: tonic::Status::deadline_exceeded("peer call timed out") })
+                return Err(PeerError::Transport {
+                    method,
+                    status: tonic::Status::deadline_exceeded("peer call timed out"),
+                })
             }
         };
         decode(&resp.into_inner().data).map_err(|source| PeerError::Decode { method, source })
@@ -147,7 +152,10 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> RaftPeer {
-        RaftPeer { target, conn: self.get(target, node).map_err(|e| e.to_string()) }
+        RaftPeer {
+            target,
+            conn: self.get(target, node).map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -160,7 +168,12 @@ pub struct RaftPeer {
 type RpcErr<E = openraft::error::Infallible> = RPCError<u64, MemberNode, RaftError<u64, E>>;
 
 impl RaftPeer {
-    async fn rpc<Req, Resp, E>(&self, method: PeerMethod, req: &Req, opt: &RPCOption) -> Result<Resp, RpcErr<E>>
+    async fn rpc<Req, Resp, E>(
+        &self,
+        method: PeerMethod,
+        req: &Req,
+        opt: &RPCOption,
+    ) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -169,10 +182,13 @@ impl RaftPeer {
         let conn = self.conn.as_ref().map_err(|e| {
             RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))
         })?;
-        let res: Result<Resp, RaftError<u64, E>> = conn.call(method, req, opt.hard_ttl()).await.map_err(|e| match &e {
-            PeerError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            _ => RPCError::Network(NetworkError::new(&e)),
-        })?;
+        let res: Result<Resp, RaftError<u64, E>> = conn
+            .call(method, req, opt.hard_ttl())
+            .await
+            .map_err(|e| match &e {
+                PeerError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -194,7 +210,11 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         self.rpc(PeerMethod::InstallSnapshot, &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> Result<VoteResponse<u64>, RpcErr> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcErr> {
         self.rpc(PeerMethod::Vote, &rpc, &option).await
     }
 }

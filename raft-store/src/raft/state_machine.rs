@@ -7,6 +7,9 @@
 //! command is ever applied twice even though RocksDB's own WAL is off (the Raft WAL is the
 //! durable log; see docs/architecture.md "Recovery").
 
+// openraft's `StorageError` is what its traits return; boxing it here would only add a copy.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -64,40 +67,66 @@ struct StoredSnapshot {
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
-    StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
+    StorageError::from_io_error(
+        ErrorSubject::StateMachine,
+        verb,
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 /// Reads the published attributes of a member from the state machine.
 pub fn member_attrs(mvcc: &Mvcc, id: u64) -> Option<MemberAttrs> {
-    let bytes = mvcc.get_meta(format!("{META_MEMBER_PREFIX}{id:016x}").as_bytes()).ok()??;
+    let bytes = mvcc
+        .get_meta(format!("{META_MEMBER_PREFIX}{id:016x}").as_bytes())
+        .ok()??;
     decode(&bytes).ok()
 }
 
 impl StateMachine {
     /// Wraps the MVCC store; `observer` hears about applied changes.
     pub fn new(mvcc: Arc<Mvcc>, observer: Arc<dyn ApplyObserver>) -> Self {
-        StateMachine { mvcc, observer, current: Arc::new(Mutex::new(None)) }
+        StateMachine {
+            mvcc,
+            observer,
+            current: Arc::new(Mutex::new(None)),
+        }
     }
 
     fn last_applied(&self) -> Option<LogId> {
-        let bytes = self.mvcc.get_meta(META_APPLIED).expect("the state machine's applied marker is readable")?;
+        let bytes = self
+            .mvcc
+            .get_meta(META_APPLIED)
+            .expect("the state machine's applied marker is readable")?;
         decode::<Option<LogId>>(&bytes).expect("the applied marker decodes")
     }
 
     fn membership(&self) -> StoredMembership<u64, MemberNode> {
-        match self.mvcc.get_meta(META_MEMBERSHIP).expect("the stored membership is readable") {
+        match self
+            .mvcc
+            .get_meta(META_MEMBERSHIP)
+            .expect("the stored membership is readable")
+        {
             Some(b) => decode(&b).expect("the stored membership decodes"),
             None => StoredMembership::default(),
         }
     }
 
     fn apply_meta_only(&self, meta: &[(&[u8], &[u8])]) -> Result<(), StorageError<u64>> {
-        self.mvcc.apply(WriteOp::MetaOnly, meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.mvcc
+            .apply(WriteOp::MetaOnly, meta)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(())
     }
 
-    fn apply_batch(&self, log_id: LogId, req: RaftRequest) -> Result<RaftResponse, StorageError<u64>> {
-        let partial = self.mvcc.get_meta(META_PARTIAL).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    fn apply_batch(
+        &self,
+        log_id: LogId,
+        req: RaftRequest,
+    ) -> Result<RaftResponse, StorageError<u64>> {
+        let partial = self
+            .mvcc
+            .get_meta(META_PARTIAL)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let done = match partial.and_then(|b| decode::<(LogId, u32)>(&b).ok()) {
             Some((id, n)) if id == log_id => n as usize,
             _ => 0,
@@ -107,7 +136,10 @@ impl StateMachine {
         let mut results = Vec::with_capacity(total);
         for (i, cmd) in req.cmds.into_iter().enumerate() {
             if i < done {
-                results.push(CommandResult::Err(ApiError::new(tonic::Code::Aborted, "already applied")));
+                results.push(CommandResult::Err(ApiError::new(
+                    tonic::Code::Aborted,
+                    "already applied",
+                )));
                 continue;
             }
             let partial = encode(&(log_id, (i + 1) as u32));
@@ -123,9 +155,16 @@ impl StateMachine {
         Ok(RaftResponse { results })
     }
 
-    fn apply_command(&self, cmd: Command, meta: &[(&[u8], &[u8])]) -> Result<CommandResult, StorageError<u64>> {
+    fn apply_command(
+        &self,
+        cmd: Command,
+        meta: &[(&[u8], &[u8])],
+    ) -> Result<CommandResult, StorageError<u64>> {
         let bad = |what: &str, e: prost::DecodeError| {
-            CommandResult::Err(ApiError::new(tonic::Code::Internal, format!("undecodable {what} in the log: {e}")))
+            CommandResult::Err(ApiError::new(
+                tonic::Code::Internal,
+                format!("undecodable {what} in the log: {e}"),
+            ))
         };
         let applied = match &cmd {
             Command::Put(b) => match Message::decode(b.as_slice()) {
@@ -144,11 +183,20 @@ impl StateMachine {
                 Ok(r) => self.mvcc.apply(WriteOp::Compact(&r), meta),
                 Err(e) => return self.reject(meta, bad("compact", e)),
             },
-            Command::LeaseGrant { id, ttl } => self.mvcc.apply(WriteOp::LeaseGrant { id: *id, ttl: *ttl }, meta),
+            Command::LeaseGrant { id, ttl } => self
+                .mvcc
+                .apply(WriteOp::LeaseGrant { id: *id, ttl: *ttl }, meta),
             Command::LeaseRevoke { id } => self.mvcc.apply(WriteOp::LeaseRevoke { id: *id }, meta),
-            Command::PublishMember { id, name, client_urls } => {
+            Command::PublishMember {
+                id,
+                name,
+                client_urls,
+            } => {
                 let key = format!("{META_MEMBER_PREFIX}{id:016x}");
-                let attrs = encode(&MemberAttrs { name: name.clone(), client_urls: client_urls.clone() });
+                let attrs = encode(&MemberAttrs {
+                    name: name.clone(),
+                    client_urls: client_urls.clone(),
+                });
                 let mut all = meta.to_vec();
                 all.push((key.as_bytes(), &attrs));
                 self.mvcc.apply(WriteOp::MetaOnly, &all)
@@ -158,17 +206,30 @@ impl StateMachine {
         Ok(self.finish(&cmd, applied))
     }
 
-    fn reject(&self, meta: &[(&[u8], &[u8])], result: CommandResult) -> Result<CommandResult, StorageError<u64>> {
+    fn reject(
+        &self,
+        meta: &[(&[u8], &[u8])],
+        result: CommandResult,
+    ) -> Result<CommandResult, StorageError<u64>> {
         self.apply_meta_only(meta)?;
         Ok(result)
     }
 
     /// Tells the observer what changed and encodes the response.
     fn finish(&self, cmd: &Command, applied: Applied) -> CommandResult {
-        let Applied { result, events, revision } = applied;
+        let Applied {
+            result,
+            events,
+            revision,
+        } = applied;
         let resp = match result {
             Ok(r) => r,
-            Err(e) => return CommandResult::Err(ApiError { code: e.grpc_code() as i32, message: e.etcd_message().into() }),
+            Err(e) => {
+                return CommandResult::Err(ApiError {
+                    code: e.grpc_code() as i32,
+                    message: e.etcd_message().into(),
+                })
+            }
         };
         match cmd {
             Command::LeaseGrant { id, ttl } => self.observer.lease_granted(*id, *ttl),
@@ -178,7 +239,10 @@ impl StateMachine {
         if !events.is_empty() {
             self.observer.events(revision, events);
         }
-        CommandResult::Ok { revision, body: encode_response(resp) }
+        CommandResult::Ok {
+            revision,
+            body: encode_response(resp),
+        }
     }
 }
 
@@ -188,7 +252,9 @@ fn encode_response(resp: WriteResponse) -> Vec<u8> {
         WriteResponse::DeleteRange(r) => r.encode_to_vec(),
         WriteResponse::Txn(r) => r.encode_to_vec(),
         WriteResponse::Compact(r) => r.encode_to_vec(),
-        WriteResponse::LeaseGrant { .. } | WriteResponse::LeaseRevoke | WriteResponse::Meta => Vec::new(),
+        WriteResponse::LeaseGrant { .. } | WriteResponse::LeaseRevoke | WriteResponse::Meta => {
+            Vec::new()
+        }
     }
 }
 
@@ -230,10 +296,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The copy is taken here, on the apply task, so the data and the applied marker
         // are from the same point: apply cannot run while this method runs.
         let built = build_snapshot(&self.mvcc, self.last_applied(), self.membership());
-        SnapshotBuilder { built: Some(built), current: self.current.clone() }
+        SnapshotBuilder {
+            built: Some(built),
+            current: self.current.clone(),
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -250,17 +321,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| sm_err(ErrorVerb::Write, e))?
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "installed snapshot from leader");
-        *self.current.lock().await = Some(StoredSnapshot { meta: meta.clone(), data });
+        *self.current.lock().await = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
         self.observer.snapshot_installed();
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         let mut cur = self.current.lock().await;
         if cur.is_none() && self.last_applied().is_some() {
-            *cur = Some(build_snapshot(&self.mvcc, self.last_applied(), self.membership())?);
+            *cur = Some(build_snapshot(
+                &self.mvcc,
+                self.last_applied(),
+                self.membership(),
+            )?);
         }
-        Ok(cur.as_ref().map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(Cursor::new(s.data.clone())) }))
+        Ok(cur.as_ref().map(|s| Snapshot {
+            meta: s.meta.clone(),
+            snapshot: Box::new(Cursor::new(s.data.clone())),
+        }))
     }
 }
 
@@ -273,12 +356,17 @@ fn build_snapshot(
     // the Raft log up to the snapshot may be purged safely (RocksDB's WAL is off).
     mvcc.flush().map_err(|e| sm_err(ErrorVerb::Write, e))?;
     let mut data = Vec::new();
-    mvcc.write_snapshot(&mut data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    mvcc.write_snapshot(&mut data)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
     let snapshot_id = match last_applied {
         Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
         None => format!("empty-{}", data.len()),
     };
-    let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+    let meta = SnapshotMeta {
+        last_log_id: last_applied,
+        last_membership: membership,
+        snapshot_id,
+    };
     Ok(StoredSnapshot { meta, data })
 }
 
@@ -290,9 +378,15 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let built = self.built.take().expect("a snapshot builder is used once")?;
+        let built = self
+            .built
+            .take()
+            .expect("a snapshot builder is used once")?;
         tracing::info!(last_log_id = ?built.meta.last_log_id, bytes = built.data.len(), "built snapshot");
-        let snap = Snapshot { meta: built.meta.clone(), snapshot: Box::new(Cursor::new(built.data.clone())) };
+        let snap = Snapshot {
+            meta: built.meta.clone(),
+            snapshot: Box::new(Cursor::new(built.data.clone())),
+        };
         *self.current.lock().await = Some(built);
         Ok(snap)
     }

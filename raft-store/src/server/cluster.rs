@@ -36,7 +36,11 @@ pub fn members(node: &Node) -> Vec<PbMember> {
             let attrs = member_attrs(&node.mvcc, *id).unwrap_or_default();
             PbMember {
                 id: *id,
-                name: if attrs.name.is_empty() { n.name.clone() } else { attrs.name },
+                name: if attrs.name.is_empty() {
+                    n.name.clone()
+                } else {
+                    attrs.name
+                },
                 peer_ur_ls: n.peer_urls.clone(),
                 client_ur_ls: attrs.client_urls,
                 is_learner: !voters.contains(id),
@@ -48,31 +52,48 @@ pub fn members(node: &Node) -> Vec<PbMember> {
 }
 
 fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("skiff-store: {what} is not implemented yet (see docs/compatibility.md)"))
+    Status::unimplemented(format!(
+        "skiff-store: {what} is not implemented yet (see docs/compatibility.md)"
+    ))
 }
 
 #[tonic::async_trait]
 impl etcd_client::proto::PbClusterService for ClusterService {
-    async fn member_add(&self, _r: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        _r: Request<PbMemberAddRequest>,
+    ) -> Result<Response<PbMemberAddResponse>, Status> {
         Err(not_yet("MemberAdd"))
     }
 
-    async fn member_remove(&self, _r: Request<PbMemberRemoveRequest>) -> Result<Response<PbMemberRemoveResponse>, Status> {
+    async fn member_remove(
+        &self,
+        _r: Request<PbMemberRemoveRequest>,
+    ) -> Result<Response<PbMemberRemoveResponse>, Status> {
         Err(not_yet("MemberRemove"))
     }
 
-    async fn member_update(&self, _r: Request<PbMemberUpdateRequest>) -> Result<Response<PbMemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        _r: Request<PbMemberUpdateRequest>,
+    ) -> Result<Response<PbMemberUpdateResponse>, Status> {
         Err(not_yet("MemberUpdate"))
     }
 
-    async fn member_list(&self, req: Request<PbMemberListRequest>) -> Result<Response<PbMemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<PbMemberListRequest>,
+    ) -> Result<Response<PbMemberListResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "MemberList", async {
             if r.linearizable {
                 node.reads.wait().await?;
             }
-            Ok(PbMemberListResponse { header: node.header(node.mvcc.current_revision()), members: members(node) })
+            Ok(PbMemberListResponse {
+                header: node.header(node.mvcc.current_revision()),
+                members: members(node),
+            })
         })
         .await
     }

@@ -15,11 +15,17 @@ pub fn empty_key() -> ApiError {
 }
 /// `etcdserver: too many operations in txn request`
 pub fn too_many_ops() -> ApiError {
-    err(Code::InvalidArgument, "etcdserver: too many operations in txn request")
+    err(
+        Code::InvalidArgument,
+        "etcdserver: too many operations in txn request",
+    )
 }
 /// `etcdserver: duplicate key given in txn request`
 pub fn duplicate_key() -> ApiError {
-    err(Code::InvalidArgument, "etcdserver: duplicate key given in txn request")
+    err(
+        Code::InvalidArgument,
+        "etcdserver: duplicate key given in txn request",
+    )
 }
 /// `etcdserver: request is too large`
 pub fn request_too_large() -> ApiError {
@@ -47,7 +53,10 @@ pub fn lease_not_found() -> ApiError {
 }
 /// `etcdserver: mvcc: database space exceeded`
 pub fn no_space() -> ApiError {
-    err(Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded")
+    err(
+        Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    )
 }
 /// An internal failure: the message says what failed.
 pub fn internal(what: impl std::fmt::Display) -> ApiError {

@@ -20,13 +20,18 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds every client listener and serves it in the background.
 pub async fn serve_clients(node: Arc<Node>) -> anyhow::Result<()> {
-    let mut addrs: Vec<(std::net::SocketAddr, bool)> = node.cfg.listen_client.iter().map(|a| (*a, true)).collect();
+    let mut addrs: Vec<(std::net::SocketAddr, bool)> =
+        node.cfg.listen_client.iter().map(|a| (*a, true)).collect();
     addrs.extend(node.cfg.listen_metrics.iter().map(|a| (*a, false)));
     for (addr, with_grpc) in addrs {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("failed to listen for clients on {addr}: {e}"))?;
-        let app = if with_grpc { grpc_router(&node).merge(http_router(node.clone())) } else { http_router(node.clone()) };
+        let app = if with_grpc {
+            grpc_router(&node).merge(http_router(node.clone()))
+        } else {
+            http_router(node.clone())
+        };
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, %addr, "client listener stopped");
@@ -38,12 +43,21 @@ pub async fn serve_clients(node: Arc<Node>) -> anyhow::Result<()> {
 
 fn grpc_router(node: &Arc<Node>) -> axum::Router {
     let limit = node.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let routes = tonic::service::Routes::new(PbKvServer::new(super::kv::KvService::new(node.clone())).max_decoding_message_size(limit))
-        .add_service(PbLeaseServer::new(super::lease::LeaseService::new(node.clone())).max_decoding_message_size(limit))
-        .add_service(PbClusterServer::new(super::cluster::ClusterService::new(node.clone())).max_decoding_message_size(limit))
-        .add_service(
-            PbMaintenanceServer::new(super::maintenance::MaintenanceService::new(node.clone())).max_decoding_message_size(limit),
-        );
+    let routes = tonic::service::Routes::new(
+        PbKvServer::new(super::kv::KvService::new(node.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        PbLeaseServer::new(super::lease::LeaseService::new(node.clone()))
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        PbClusterServer::new(super::cluster::ClusterService::new(node.clone()))
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        PbMaintenanceServer::new(super::maintenance::MaintenanceService::new(node.clone()))
+            .max_decoding_message_size(limit),
+    );
     routes.into_axum_router()
 }
 
@@ -64,8 +78,14 @@ async fn health(State(node): State<Arc<Node>>) -> (StatusCode, String) {
         }
     };
     match reason {
-        None => (StatusCode::OK, r#"{"health":"true","reason":""}"#.to_string()),
-        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!(r#"{{"health":"false","reason":"{r}"}}"#)),
+        None => (
+            StatusCode::OK,
+            r#"{"health":"true","reason":""}"#.to_string(),
+        ),
+        Some(r) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"health":"false","reason":"{r}"}}"#),
+        ),
     }
 }
 

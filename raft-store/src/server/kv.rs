@@ -9,8 +9,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use etcd_client::proto::{
-    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse,
-    PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnOpRequest, PbTxnRequest, PbTxnResponse,
+    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbPutRequest,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnOpRequest,
+    PbTxnRequest, PbTxnResponse,
 };
 use futures::Stream;
 use prost::Message;
@@ -50,7 +51,10 @@ fn check_key(key: &[u8]) -> Result<(), ApiError> {
 /// etcd's `checkTxnReq` + `checkIntervals`: op counts, empty keys, and no key written twice
 /// in one branch (a put and an overlapping delete also count).
 pub fn check_txn(t: &PbTxnRequest) -> Result<(), ApiError> {
-    if t.compare.len() > MAX_TXN_OPS || t.success.len() > MAX_TXN_OPS || t.failure.len() > MAX_TXN_OPS {
+    if t.compare.len() > MAX_TXN_OPS
+        || t.success.len() > MAX_TXN_OPS
+        || t.failure.len() > MAX_TXN_OPS
+    {
         return Err(errors::too_many_ops());
     }
     for c in &t.compare {
@@ -75,7 +79,10 @@ pub fn check_txn(t: &PbTxnRequest) -> Result<(), ApiError> {
                 PbTxnOpRequest::RequestTxn(nested) => check_txn(nested)?,
             }
         }
-        if puts.iter().any(|k| dels.iter().any(|(lo, hi)| in_range(k, lo, hi))) {
+        if puts
+            .iter()
+            .any(|k| dels.iter().any(|(lo, hi)| in_range(k, lo, hi)))
+        {
             return Err(errors::duplicate_key());
         }
     }
@@ -107,16 +114,27 @@ impl KvService {
 
 #[tonic::async_trait]
 impl etcd_client::proto::PbKvService for KvService {
-    async fn range(&self, req: Request<PbRangeRequest>) -> Result<Response<PbRangeResponse>, Status> {
+    async fn range(
+        &self,
+        req: Request<PbRangeRequest>,
+    ) -> Result<Response<PbRangeResponse>, Status> {
         let r = req.into_inner();
         track(&self.node, "Range", self.do_range(r)).await
     }
 
     type RangeStreamStream = RangeStreamBox;
 
-    async fn range_stream(&self, req: Request<PbRangeRequest>) -> Result<Response<RangeStreamBox>, Status> {
-        let resp = self.do_range(req.into_inner()).await.map_err(Status::from)?;
-        let item = PbRangeStreamResponse { range_response: Some(resp) };
+    async fn range_stream(
+        &self,
+        req: Request<PbRangeRequest>,
+    ) -> Result<Response<RangeStreamBox>, Status> {
+        let resp = self
+            .do_range(req.into_inner())
+            .await
+            .map_err(Status::from)?;
+        let item = PbRangeStreamResponse {
+            range_response: Some(resp),
+        };
         Ok(Response::new(Box::pin(futures::stream::iter([Ok(item)]))))
     }
 
@@ -127,20 +145,25 @@ impl etcd_client::proto::PbKvService for KvService {
             check_key(&r.key)?;
             check_size(node, &r)?;
             node.check_quota()?;
-            let (mut resp, rev): (PbPutResponse, i64) = node.write(Command::Put(r.encode_to_vec())).await?;
+            let (mut resp, rev): (PbPutResponse, i64) =
+                node.write(Command::Put(r.encode_to_vec())).await?;
             resp.header = node.header(rev);
             Ok(resp)
         })
         .await
     }
 
-    async fn delete_range(&self, req: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
+    async fn delete_range(
+        &self,
+        req: Request<PbDeleteRequest>,
+    ) -> Result<Response<PbDeleteResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "DeleteRange", async {
             check_key(&r.key)?;
             check_size(node, &r)?;
-            let (mut resp, rev): (PbDeleteResponse, i64) = node.write(Command::DeleteRange(r.encode_to_vec())).await?;
+            let (mut resp, rev): (PbDeleteResponse, i64) =
+                node.write(Command::DeleteRange(r.encode_to_vec())).await?;
             resp.header = node.header(rev);
             Ok(resp)
         })
@@ -156,18 +179,23 @@ impl etcd_client::proto::PbKvService for KvService {
             if has_put(&r) {
                 node.check_quota()?;
             }
-            let (mut resp, rev): (PbTxnResponse, i64) = node.write(Command::Txn(r.encode_to_vec())).await?;
+            let (mut resp, rev): (PbTxnResponse, i64) =
+                node.write(Command::Txn(r.encode_to_vec())).await?;
             resp.header = node.header(rev);
             Ok(resp)
         })
         .await
     }
 
-    async fn compact(&self, req: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<PbCompactionRequest>,
+    ) -> Result<Response<PbCompactionResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "Compact", async {
-            let (mut resp, rev): (PbCompactionResponse, i64) = node.write(Command::Compact(r.encode_to_vec())).await?;
+            let (mut resp, rev): (PbCompactionResponse, i64) =
+                node.write(Command::Compact(r.encode_to_vec())).await?;
             resp.header = node.header(rev);
             Ok(resp)
         })
@@ -176,33 +204,55 @@ impl etcd_client::proto::PbKvService for KvService {
 }
 
 fn has_put(t: &PbTxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).filter_map(|o| o.request.as_ref()).any(|op| match op {
-        PbTxnOpRequest::RequestPut(_) => true,
-        PbTxnOpRequest::RequestTxn(n) => has_put(n),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .filter_map(|o| o.request.as_ref())
+        .any(|op| match op {
+            PbTxnOpRequest::RequestPut(_) => true,
+            PbTxnOpRequest::RequestTxn(n) => has_put(n),
+            _ => false,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etcd_client::proto::{PbTxnRequestOp, PbPutRequest};
+    use etcd_client::proto::{PbPutRequest, PbTxnRequestOp};
 
     fn put(k: &str) -> PbTxnRequestOp {
         PbTxnRequestOp {
-            request: Some(PbTxnOpRequest::RequestPut(PbPutRequest { key: k.into(), ..Default::default() })),
+            request: Some(PbTxnOpRequest::RequestPut(PbPutRequest {
+                key: k.into(),
+                ..Default::default()
+            })),
         }
     }
 
     // More than 128 ops in a branch and a key put twice are refused, as etcd refuses them.
     #[test]
     fn txn_limits() {
-        let ok = PbTxnRequest { success: vec![put("a"), put("b")], ..Default::default() };
+        let ok = PbTxnRequest {
+            success: vec![put("a"), put("b")],
+            ..Default::default()
+        };
         assert!(check_txn(&ok).is_ok());
-        let dup = PbTxnRequest { success: vec![put("a"), put("a")], ..Default::default() };
-        assert_eq!(check_txn(&dup).unwrap_err().message, "etcdserver: duplicate key given in txn request");
-        let many = PbTxnRequest { success: (0..129).map(|i| put(&i.to_string())).collect(), ..Default::default() };
-        assert_eq!(check_txn(&many).unwrap_err().message, "etcdserver: too many operations in txn request");
+        let dup = PbTxnRequest {
+            success: vec![put("a"), put("a")],
+            ..Default::default()
+        };
+        assert_eq!(
+            check_txn(&dup).unwrap_err().message,
+            "etcdserver: duplicate key given in txn request"
+        );
+        let many = PbTxnRequest {
+            success: (0..129).map(|i| put(&i.to_string())).collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_txn(&many).unwrap_err().message,
+            "etcdserver: too many operations in txn request"
+        );
     }
 
     // Range membership follows etcd's conventions for empty and "\0" range ends.

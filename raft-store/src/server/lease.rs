@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use etcd_client::proto::{
     PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse,
-    PbLeaseLeasesRequest, PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseStatus,
-    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+    PbLeaseLeasesRequest, PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse,
+    PbLeaseStatus, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
 };
 use futures::{Stream, StreamExt};
 use rand::Rng;
@@ -41,9 +41,16 @@ pub struct TimeToLive {
 /// Answers a time-to-live query from this member's state (call on the leader).
 pub fn local_time_to_live(node: &Node, id: i64, with_keys: bool) -> TimeToLive {
     match node.mvcc.lease(id).ok().flatten() {
-        None => TimeToLive { ttl: -1, granted_ttl: 0, keys: Vec::new() },
+        None => TimeToLive {
+            ttl: -1,
+            granted_ttl: 0,
+            keys: Vec::new(),
+        },
         Some(info) => TimeToLive {
-            ttl: node.lessor.remaining(id, Instant::now()).unwrap_or(info.ttl_granted),
+            ttl: node
+                .lessor
+                .remaining(id, Instant::now())
+                .unwrap_or(info.ttl_granted),
             granted_ttl: info.ttl_granted,
             keys: if with_keys { info.keys } else { Vec::new() },
         },
@@ -63,7 +70,12 @@ impl LeaseService {
 }
 
 /// Calls `local` on the leader, or forwards `arg` to the leader with `method`.
-async fn on_leader<A, T>(node: &Node, method: PeerMethod, arg: A, local: impl Fn(&Node) -> T) -> Result<T, ApiError>
+async fn on_leader<A, T>(
+    node: &Node,
+    method: PeerMethod,
+    arg: A,
+    local: impl Fn(&Node) -> T,
+) -> Result<T, ApiError>
 where
     A: Serialize,
     T: serde::de::DeserializeOwned,
@@ -73,7 +85,11 @@ where
             LeaderRef::Me if node.lessor.is_primary() => Ok(local(node)),
             LeaderRef::Me => Err(ProposeError::NotLeader),
             LeaderRef::Other(id, m) => {
-                let conn = node.proposer.peers().get(id, &m).map_err(errors::internal)?;
+                let conn = node
+                    .proposer
+                    .peers()
+                    .get(id, &m)
+                    .map_err(errors::internal)?;
                 conn.call::<_, Result<T, ProposeError>>(method, &arg, LEASE_CALL_TIMEOUT)
                     .await
                     .map_err(|_| errors::timeout())?
@@ -90,14 +106,20 @@ where
 
 /// Renews a lease through the leader; 0 if it does not exist (etcd's keep-alive answer).
 pub async fn keep_alive(node: &Node, id: i64) -> Result<i64, ApiError> {
-    on_leader(node, PeerMethod::LeaseKeepAlive, id, |n| n.lessor.renew(id, Instant::now()).unwrap_or(0)).await
+    on_leader(node, PeerMethod::LeaseKeepAlive, id, |n| {
+        n.lessor.renew(id, Instant::now()).unwrap_or(0)
+    })
+    .await
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<PbLeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl etcd_client::proto::PbLeaseService for LeaseService {
-    async fn lease_grant(&self, req: Request<PbLeaseGrantRequest>) -> Result<Response<PbLeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Request<PbLeaseGrantRequest>,
+    ) -> Result<Response<PbLeaseGrantResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "LeaseGrant", async {
@@ -105,19 +127,33 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
                 return Err(errors::lease_ttl_too_large());
             }
             let ttl = r.ttl.max(node.cfg.min_lease_ttl_secs());
-            let id = if r.id == 0 { rand::thread_rng().gen_range(1..i64::MAX) } else { r.id };
+            let id = if r.id == 0 {
+                rand::thread_rng().gen_range(1..i64::MAX)
+            } else {
+                r.id
+            };
             let (_, rev): ((), i64) = node.write_unit(Command::LeaseGrant { id, ttl }).await?;
-            Ok(PbLeaseGrantResponse { header: node.header(rev), id, ttl, error: String::new() })
+            Ok(PbLeaseGrantResponse {
+                header: node.header(rev),
+                id,
+                ttl,
+                error: String::new(),
+            })
         })
         .await
     }
 
-    async fn lease_revoke(&self, req: Request<PbLeaseRevokeRequest>) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        req: Request<PbLeaseRevokeRequest>,
+    ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "LeaseRevoke", async {
             let (_, rev) = node.write_unit(Command::LeaseRevoke { id: r.id }).await?;
-            Ok(PbLeaseRevokeResponse { header: node.header(rev) })
+            Ok(PbLeaseRevokeResponse {
+                header: node.header(rev),
+            })
         })
         .await
     }
@@ -133,18 +169,22 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
         let (tx, rx) = tokio::sync::mpsc::channel(KEEPALIVE_BUFFER);
         tokio::spawn(async move {
             while let Some(Ok(r)) = input.next().await {
-                let res = keep_alive(&node, r.id).await.map(|ttl| PbLeaseKeepAliveResponse {
-                    header: node.header(node.mvcc.current_revision()),
-                    id: r.id,
-                    ttl,
-                });
+                let res = keep_alive(&node, r.id)
+                    .await
+                    .map(|ttl| PbLeaseKeepAliveResponse {
+                        header: node.header(node.mvcc.current_revision()),
+                        id: r.id,
+                        ttl,
+                    });
                 let failed = res.is_err();
                 if tx.send(res.map_err(Status::from)).await.is_err() || failed {
                     return;
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn lease_time_to_live(
@@ -154,8 +194,10 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "LeaseTimeToLive", async {
-            let t = on_leader(node, PeerMethod::LeaseTimeToLive, (r.id, r.keys), |n| local_time_to_live(n, r.id, r.keys))
-                .await?;
+            let t = on_leader(node, PeerMethod::LeaseTimeToLive, (r.id, r.keys), |n| {
+                local_time_to_live(n, r.id, r.keys)
+            })
+            .await?;
             Ok(PbLeaseTimeToLiveResponse {
                 header: node.header(node.mvcc.current_revision()),
                 id: r.id,
@@ -167,12 +209,24 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
         .await
     }
 
-    async fn lease_leases(&self, _req: Request<PbLeaseLeasesRequest>) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        _req: Request<PbLeaseLeasesRequest>,
+    ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
         let node = &self.node;
         track(node, "LeaseLeases", async {
             node.reads.wait().await?;
-            let leases = node.mvcc.leases().map_err(super::storage_failure)?.into_iter().map(|(id, _)| PbLeaseStatus { id }).collect();
-            Ok(PbLeaseLeasesResponse { header: node.header(node.mvcc.current_revision()), leases })
+            let leases = node
+                .mvcc
+                .leases()
+                .map_err(super::storage_failure)?
+                .into_iter()
+                .map(|(id, _)| PbLeaseStatus { id })
+                .collect();
+            Ok(PbLeaseLeasesResponse {
+                header: node.header(node.mvcc.current_revision()),
+                leases,
+            })
         })
         .await
     }

@@ -47,7 +47,13 @@ impl Lessor {
 
     /// A lease was granted (applied from the log).
     pub fn granted(&self, id: i64, ttl_secs: i64, now: Instant) {
-        self.lock().leases.insert(id, LeaseTime { ttl_secs, deadline: now + secs(ttl_secs) });
+        self.lock().leases.insert(
+            id,
+            LeaseTime {
+                ttl_secs,
+                deadline: now + secs(ttl_secs),
+            },
+        );
     }
 
     /// A lease was revoked (applied from the log).
@@ -60,7 +66,15 @@ impl Lessor {
         let mut st = self.lock();
         st.leases = leases
             .into_iter()
-            .map(|(id, ttl_secs)| (id, LeaseTime { ttl_secs, deadline: now + secs(ttl_secs) }))
+            .map(|(id, ttl_secs)| {
+                (
+                    id,
+                    LeaseTime {
+                        ttl_secs,
+                        deadline: now + secs(ttl_secs),
+                    },
+                )
+            })
             .collect();
     }
 
@@ -130,11 +144,17 @@ mod tests {
         let l = Lessor::default();
         let t0 = Instant::now();
         l.granted(7, 2, t0);
-        assert!(l.take_expired(t0 + secs(3), 10).is_empty(), "followers never expire leases");
+        assert!(
+            l.take_expired(t0 + secs(3), 10).is_empty(),
+            "followers never expire leases"
+        );
         l.promote(t0);
         assert!(l.take_expired(t0 + secs(1), 10).is_empty());
         assert_eq!(l.take_expired(t0 + secs(3), 10), vec![7]);
-        assert!(l.take_expired(t0 + secs(4), 10).is_empty(), "held back while the revoke is in flight");
+        assert!(
+            l.take_expired(t0 + secs(4), 10).is_empty(),
+            "held back while the revoke is in flight"
+        );
         assert_eq!(l.take_expired(t0 + secs(7), 10), vec![7]);
     }
 

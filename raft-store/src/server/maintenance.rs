@@ -4,9 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use etcd_client::proto::{
-    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
-    PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMoveLeaderRequest,
-    PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
+    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse,
+    PbDowngradeRequest, PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest,
+    PbHashResponse, PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest,
+    PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status};
@@ -35,7 +36,10 @@ impl MaintenanceService {
 /// Active alarms: NOSPACE while the backend is over its quota.
 fn alarms(node: &Node) -> Vec<PbAlarmMember> {
     if node.check_quota().is_err() {
-        vec![PbAlarmMember { member_id: node.cfg.member_id, alarm: ALARM_NOSPACE }]
+        vec![PbAlarmMember {
+            member_id: node.cfg.member_id,
+            alarm: ALARM_NOSPACE,
+        }]
     } else {
         Vec::new()
     }
@@ -45,24 +49,37 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Statu
 
 #[tonic::async_trait]
 impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
-    async fn alarm(&self, req: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        req: Request<PbAlarmRequest>,
+    ) -> Result<Response<PbAlarmResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "Alarm", async {
             // Alarms are derived from the quota, so ACTIVATE/DEACTIVATE change nothing: the
             // alarm clears once compaction and defragmentation bring the size down.
             let _ = r.action == ALARM_ACTION_GET;
-            Ok(PbAlarmResponse { header: node.header(node.mvcc.current_revision()), alarms: alarms(node) })
+            Ok(PbAlarmResponse {
+                header: node.header(node.mvcc.current_revision()),
+                alarms: alarms(node),
+            })
         })
         .await
     }
 
-    async fn status(&self, _req: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<PbStatusRequest>,
+    ) -> Result<Response<PbStatusResponse>, Status> {
         let node = &self.node;
         track(node, "Status", async {
             let m = node.raft.metrics().borrow().clone();
             let db = node.mvcc.db_size_bytes().unwrap_or(0) as i64;
-            let is_learner = !m.membership_config.membership().voter_ids().any(|id| id == node.cfg.member_id);
+            let is_learner = !m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == node.cfg.member_id);
             Ok(PbStatusResponse {
                 header: node.header(node.mvcc.current_revision()),
                 version: ETCD_VERSION.to_string(),
@@ -82,11 +99,16 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         .await
     }
 
-    async fn defragment(&self, _req: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _req: Request<PbDefragmentRequest>,
+    ) -> Result<Response<PbDefragmentResponse>, Status> {
         let node = &self.node;
         track(node, "Defragment", async {
             node.mvcc.flush().map_err(super::storage_failure)?;
-            Ok(PbDefragmentResponse { header: node.header(node.mvcc.current_revision()) })
+            Ok(PbDefragmentResponse {
+                header: node.header(node.mvcc.current_revision()),
+            })
         })
         .await
     }
@@ -95,12 +117,18 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         let node = &self.node;
         track(node, "Hash", async {
             let h = node.mvcc.hash_kv(0).map_err(mvcc_error)?;
-            Ok(PbHashResponse { header: node.header(h.revision), hash: h.hash })
+            Ok(PbHashResponse {
+                header: node.header(h.revision),
+                hash: h.hash,
+            })
         })
         .await
     }
 
-    async fn hash_kv(&self, req: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<PbHashKvRequest>,
+    ) -> Result<Response<PbHashKvResponse>, Status> {
         let r = req.into_inner();
         let node = &self.node;
         track(node, "HashKV", async {
@@ -109,7 +137,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
                 header: node.header(node.mvcc.current_revision()),
                 hash: h.hash,
                 compact_revision: h.compact_revision,
-                hash_revision: h.revision,
+                hash_revision: h.hash_revision,
             })
         })
         .await
@@ -117,7 +145,10 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _req: Request<PbSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<PbSnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
         let mvcc = self.node.mvcc.clone();
         let data = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::new();
@@ -134,7 +165,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
             .map(|(i, c)| {
                 let sent = (i * SNAPSHOT_CHUNK_BYTES + c.len()) as u64;
                 Ok(PbSnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: total as u64 - sent,
                     blob: c.to_vec(),
                     version: ETCD_VERSION.to_string(),
@@ -144,11 +175,21 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
-    async fn move_leader(&self, _r: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("skiff-store: MoveLeader is not implemented yet (see docs/compatibility.md)"))
+    async fn move_leader(
+        &self,
+        _r: Request<PbMoveLeaderRequest>,
+    ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        Err(Status::unimplemented(
+            "skiff-store: MoveLeader is not implemented yet (see docs/compatibility.md)",
+        ))
     }
 
-    async fn downgrade(&self, _r: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
-        Err(Status::unimplemented("skiff-store: Downgrade is not supported"))
+    async fn downgrade(
+        &self,
+        _r: Request<PbDowngradeRequest>,
+    ) -> Result<Response<PbDowngradeResponse>, Status> {
+        Err(Status::unimplemented(
+            "skiff-store: Downgrade is not supported",
+        ))
     }
 }

@@ -1,7 +1,10 @@
 //! Prometheus metrics, with etcd's metric names where an etcd dashboard would look for
 //! them. Gauges that mirror Raft or storage state are refreshed at scrape time.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 use super::Node;
 
@@ -29,7 +32,8 @@ pub struct Metrics {
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric name");
-    r.register(Box::new(g.clone())).expect("metric registered once");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
@@ -37,31 +41,69 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let leader_changes = IntCounter::new("etcd_server_leader_changes_seen_total", "Leader changes seen.").expect("valid metric");
-        r.register(Box::new(leader_changes.clone())).expect("metric registered once");
+        let leader_changes = IntCounter::new(
+            "etcd_server_leader_changes_seen_total",
+            "Leader changes seen.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(leader_changes.clone()))
+            .expect("metric registered once");
         let grpc_handled = IntCounterVec::new(
-            Opts::new("grpc_server_handled_total", "gRPC requests completed, by method and status code."),
+            Opts::new(
+                "grpc_server_handled_total",
+                "gRPC requests completed, by method and status code.",
+            ),
             &["grpc_method", "grpc_code"],
         )
         .expect("valid metric");
-        r.register(Box::new(grpc_handled.clone())).expect("metric registered once");
+        r.register(Box::new(grpc_handled.clone()))
+            .expect("metric registered once");
         let grpc_latency = HistogramVec::new(
             HistogramOpts::new("grpc_server_handling_seconds", "gRPC request latency.")
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
             &["grpc_method"],
         )
         .expect("valid metric");
-        r.register(Box::new(grpc_latency.clone())).expect("metric registered once");
+        r.register(Box::new(grpc_latency.clone()))
+            .expect("metric registered once");
         Metrics {
             has_leader: gauge(&r, "etcd_server_has_leader", "1 if a leader exists."),
-            is_leader: gauge(&r, "etcd_server_is_leader", "1 if this member is the leader."),
+            is_leader: gauge(
+                &r,
+                "etcd_server_is_leader",
+                "1 if this member is the leader.",
+            ),
             term: gauge(&r, "etcd_server_raft_term", "Current Raft term."),
-            committed: gauge(&r, "etcd_server_proposals_committed_total", "Committed Raft index."),
-            applied: gauge(&r, "etcd_server_proposals_applied_total", "Applied Raft index."),
-            db_size: gauge(&r, "etcd_mvcc_db_total_size_in_bytes", "State machine size on disk."),
-            revision: gauge(&r, "etcd_debugging_mvcc_current_revision", "Current store revision."),
-            compact_revision: gauge(&r, "etcd_debugging_mvcc_compact_revision", "Last compaction revision."),
-            wal_fsyncs: gauge(&r, "skiff_wal_fsyncs_total", "fdatasync calls made by the WAL."),
+            committed: gauge(
+                &r,
+                "etcd_server_proposals_committed_total",
+                "Committed Raft index.",
+            ),
+            applied: gauge(
+                &r,
+                "etcd_server_proposals_applied_total",
+                "Applied Raft index.",
+            ),
+            db_size: gauge(
+                &r,
+                "etcd_mvcc_db_total_size_in_bytes",
+                "State machine size on disk.",
+            ),
+            revision: gauge(
+                &r,
+                "etcd_debugging_mvcc_current_revision",
+                "Current store revision.",
+            ),
+            compact_revision: gauge(
+                &r,
+                "etcd_debugging_mvcc_compact_revision",
+                "Last compaction revision.",
+            ),
+            wal_fsyncs: gauge(
+                &r,
+                "skiff_wal_fsyncs_total",
+                "fdatasync calls made by the WAL.",
+            ),
             wal_entries: gauge(&r, "skiff_wal_entries_total", "Entries written to the WAL."),
             wal_bytes: gauge(&r, "skiff_wal_bytes_total", "Bytes written to the WAL."),
             leader_changes,
@@ -76,12 +118,15 @@ impl Metrics {
         {
             let m = node.raft.metrics().borrow().clone();
             self.has_leader.set(m.current_leader.is_some() as i64);
-            self.is_leader.set((m.current_leader == Some(node.cfg.member_id)) as i64);
+            self.is_leader
+                .set((m.current_leader == Some(node.cfg.member_id)) as i64);
             self.term.set(m.current_term as i64);
             self.committed.set(m.last_log_index.unwrap_or(0) as i64);
-            self.applied.set(m.last_applied.map_or(0, |l| l.index) as i64);
+            self.applied
+                .set(m.last_applied.map_or(0, |l| l.index) as i64);
         }
-        self.db_size.set(node.mvcc.db_size_bytes().unwrap_or(0) as i64);
+        self.db_size
+            .set(node.mvcc.db_size_bytes().unwrap_or(0) as i64);
         self.revision.set(node.mvcc.current_revision());
         self.compact_revision.set(node.mvcc.compact_revision());
         let w = node.log.wal().stats();
@@ -89,7 +134,9 @@ impl Metrics {
         self.wal_entries.set(w.entries_written as i64);
         self.wal_bytes.set(w.bytes_written as i64);
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding to memory");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding to memory");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 }

@@ -79,11 +79,15 @@ impl Node {
     }
 
     /// Proposes a command and returns the decoded response body and revision.
-    pub async fn write<M: prost::Message + Default>(&self, cmd: Command) -> Result<(M, i64), ApiError> {
+    pub async fn write<M: prost::Message + Default>(
+        &self,
+        cmd: Command,
+    ) -> Result<(M, i64), ApiError> {
         let kind = cmd.kind();
         match self.proposer.propose(cmd).await? {
             CommandResult::Ok { revision, body } => {
-                let msg = M::decode(body.as_slice()).map_err(|e| errors::internal(format!("bad {kind} response: {e}")))?;
+                let msg = M::decode(body.as_slice())
+                    .map_err(|e| errors::internal(format!("bad {kind} response: {e}")))?;
                 Ok((msg, revision))
             }
             CommandResult::Err(e) => Err(e),
@@ -135,21 +139,57 @@ fn raft_config(cfg: &Config) -> anyhow::Result<openraft::Config> {
 /// Opens storage, starts Raft and all listeners, and serves until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let member_dir = cfg.data_dir.join("member");
-    std::fs::create_dir_all(&member_dir).with_context(|| format!("failed to create {}", member_dir.display()))?;
-    let mvcc = Arc::new(Mvcc::open(&member_dir.join("kv"), MvccOptions::default()).context("failed to open the MVCC store")?);
-    let sync = if cfg.unsafe_no_fsync { SyncMode::NoSync } else { SyncMode::Fsync };
-    let log = LogStore::open(&member_dir.join("wal"), WalOptions { sync, ..Default::default() })
-        .context("failed to open the write-ahead log")?;
+    std::fs::create_dir_all(&member_dir)
+        .with_context(|| format!("failed to create {}", member_dir.display()))?;
+    let mvcc = Arc::new(
+        Mvcc::open(&member_dir.join("kv"), MvccOptions::default())
+            .context("failed to open the MVCC store")?,
+    );
+    let sync = if cfg.unsafe_no_fsync {
+        SyncMode::NoSync
+    } else {
+        SyncMode::Fsync
+    };
+    let log = LogStore::open(
+        &member_dir.join("wal"),
+        WalOptions {
+            sync,
+            ..Default::default()
+        },
+    )
+    .context("failed to open the write-ahead log")?;
     let lessor = Arc::new(Lessor::default());
-    lessor.reset(mvcc.leases().context("failed to read leases")?, Instant::now());
-    let observer = Arc::new(Observer { lessor: lessor.clone(), mvcc: mvcc.clone() });
+    lessor.reset(
+        mvcc.leases().context("failed to read leases")?,
+        Instant::now(),
+    );
+    let observer = Arc::new(Observer {
+        lessor: lessor.clone(),
+        mvcc: mvcc.clone(),
+    });
     let sm = StateMachine::new(mvcc.clone(), observer);
     let peers = Peers::default();
-    let raft = Raft::new(cfg.member_id, Arc::new(raft_config(&cfg)?), peers.clone(), log.clone(), sm)
-        .await
-        .context("failed to start raft")?;
-    let proposer = Proposer::start(raft.clone(), peers.clone(), cfg.member_id, cfg.election_timeout);
-    let reads = ReadBarrier::start(raft.clone(), proposer.clone(), cfg.election_timeout * 5, cfg.unsafe_local_reads);
+    let raft = Raft::new(
+        cfg.member_id,
+        Arc::new(raft_config(&cfg)?),
+        peers.clone(),
+        log.clone(),
+        sm,
+    )
+    .await
+    .context("failed to start raft")?;
+    let proposer = Proposer::start(
+        raft.clone(),
+        peers.clone(),
+        cfg.member_id,
+        cfg.election_timeout,
+    );
+    let reads = ReadBarrier::start(
+        raft.clone(),
+        proposer.clone(),
+        cfg.election_timeout * 5,
+        cfg.unsafe_local_reads,
+    );
     let node = Arc::new(Node {
         metrics: metrics::Metrics::new(),
         cfg,
@@ -176,7 +216,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = node.raft.shutdown().await;
-    node.mvcc.flush().context("failed to flush the state machine")?;
+    node.mvcc
+        .flush()
+        .context("failed to flush the state machine")?;
     Ok(())
 }
 
@@ -187,7 +229,8 @@ async fn bootstrap(node: &Node) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut log = node.log.clone();
-    let pristine = log.try_get_log_entries(0..1).await?.is_empty() && node.log.wal().last_index().is_none();
+    let pristine =
+        log.try_get_log_entries(0..1).await?.is_empty() && node.log.wal().last_index().is_none();
     if !pristine {
         return Ok(());
     }
@@ -195,7 +238,15 @@ async fn bootstrap(node: &Node) -> anyhow::Result<()> {
         .cfg
         .initial_cluster
         .iter()
-        .map(|m| (m.id, MemberNode { name: m.name.clone(), peer_urls: m.peer_urls.clone() }))
+        .map(|m| {
+            (
+                m.id,
+                MemberNode {
+                    name: m.name.clone(),
+                    peer_urls: m.peer_urls.clone(),
+                },
+            )
+        })
         .collect();
     match node.raft.initialize(members).await {
         Ok(()) => tracing::info!("bootstrapped a new cluster from --initial-cluster"),
@@ -252,12 +303,21 @@ async fn lease_expiry(node: Arc<Node>) {
     let mut tick = tokio::time::interval(LEASE_CHECK_INTERVAL);
     loop {
         tick.tick().await;
-        for id in node.lessor.take_expired(Instant::now(), MAX_REVOKES_PER_CHECK) {
+        for id in node
+            .lessor
+            .take_expired(Instant::now(), MAX_REVOKES_PER_CHECK)
+        {
             let node = node.clone();
             tokio::spawn(async move {
-                match node.proposer.propose_local(Command::LeaseRevoke { id }).await {
+                match node
+                    .proposer
+                    .propose_local(Command::LeaseRevoke { id })
+                    .await
+                {
                     Ok(_) => tracing::debug!(lease = format!("{id:x}"), "expired lease revoked"),
-                    Err(e) => tracing::debug!(lease = format!("{id:x}"), error = ?e, "revoking an expired lease failed"),
+                    Err(e) => {
+                        tracing::debug!(lease = format!("{id:x}"), error = ?e, "revoking an expired lease failed")
+                    }
                 }
             });
         }
@@ -286,8 +346,14 @@ pub async fn track<T>(
         Ok(_) => "OK".to_string(),
         Err(e) => format!("{:?}", tonic::Code::from_i32(e.code)),
     };
-    node.metrics.grpc_handled.with_label_values(&[method, &code]).inc();
-    node.metrics.grpc_latency.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
+    node.metrics
+        .grpc_handled
+        .with_label_values(&[method, &code])
+        .inc();
+    node.metrics
+        .grpc_latency
+        .with_label_values(&[method])
+        .observe(start.elapsed().as_secs_f64());
     res.map(tonic::Response::new).map_err(tonic::Status::from)
 }
 
@@ -301,7 +367,10 @@ pub fn mvcc_error(e: skiff_mvcc::ReadError) -> ApiError {
 
 /// An etcd error from the MVCC store as clients see it.
 pub fn etcd_error(e: skiff_mvcc::EtcdError) -> ApiError {
-    ApiError { code: e.grpc_code() as i32, message: e.etcd_message().to_string() }
+    ApiError {
+        code: e.grpc_code() as i32,
+        message: e.etcd_message().to_string(),
+    }
 }
 
 /// A storage failure while serving a request: logged loudly, reported as internal.

@@ -42,7 +42,8 @@ struct PeerService {
 }
 
 fn arg<T: serde::de::DeserializeOwned>(req: Request<Blob>) -> Result<T, Status> {
-    decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("undecodable peer request: {e}")))
+    decode(&req.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable peer request: {e}")))
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> Result<Response<Blob>, Status> {

@@ -150,7 +150,10 @@ impl Proposer {
                 Ok(r) => return Ok(r),
                 Err(ProposeError::Api(e)) => return Err(e),
                 Err(ProposeError::NotLeader) => {
-                    tracing::debug!(attempt, "leader moved before the command was appended; retrying");
+                    tracing::debug!(
+                        attempt,
+                        "leader moved before the command was appended; retrying"
+                    );
                     tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
                 }
             }
@@ -168,7 +171,8 @@ impl Proposer {
             .send(Pending { cmd, reply: tx })
             .await
             .map_err(|_| ProposeError::Api(errors::internal("proposer stopped")))?;
-        rx.await.map_err(|_| ProposeError::Api(errors::internal("proposal dropped")))?
+        rx.await
+            .map_err(|_| ProposeError::Api(errors::internal("proposal dropped")))?
     }
 }
 
@@ -176,7 +180,9 @@ impl Proposer {
 async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES));
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         // Waiting for a slot is what lets the batch grow: everything that queued meanwhile
         // goes into this entry.
         let mut bytes = approx_size(&first.cmd);
@@ -200,29 +206,40 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
 
 fn approx_size(cmd: &Command) -> usize {
     match cmd {
-        Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => b.len() + 16,
+        Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => {
+            b.len() + 16
+        }
         _ => 64,
     }
 }
 
 async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
-    let (cmds, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    let (cmds, replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     let n = cmds.len();
     match raft.client_write(RaftRequest { cmds }).await {
         Ok(resp) => {
             let results = resp.data.results;
-            assert_eq!(results.len(), n, "one result per command of an applied batch");
+            assert_eq!(
+                results.len(),
+                n,
+                "one result per command of an applied batch"
+            );
             for (reply, r) in replies.into_iter().zip(results) {
                 let _ = reply.send(Ok(r));
             }
         }
         Err(e) => {
             let err = match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ProposeError::NotLeader,
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                    ProposeError::NotLeader
+                }
                 RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                     ProposeError::Api(errors::internal(e))
                 }
-                RaftError::Fatal(f) => ProposeError::Api(errors::internal(format!("raft stopped: {f}"))),
+                RaftError::Fatal(f) => {
+                    ProposeError::Api(errors::internal(format!("raft stopped: {f}")))
+                }
             };
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));

@@ -36,10 +36,20 @@ pub struct ReadBarrier {
 
 impl ReadBarrier {
     /// Starts the round task.
-    pub fn start(raft: Raft, proposer: Proposer, timeout: Duration, unsafe_local: bool) -> ReadBarrier {
+    pub fn start(
+        raft: Raft,
+        proposer: Proposer,
+        timeout: Duration,
+        unsafe_local: bool,
+    ) -> ReadBarrier {
         let (tx, rx) = mpsc::channel(MAX_WAITING_READS);
         tokio::spawn(round_loop(proposer, rx, timeout));
-        ReadBarrier { raft, tx, timeout, unsafe_local }
+        ReadBarrier {
+            raft,
+            tx,
+            timeout,
+            unsafe_local,
+        }
     }
 
     /// Returns once this member's state reflects every write acknowledged before the call.
@@ -48,8 +58,13 @@ impl ReadBarrier {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
-        self.tx.send(tx).await.map_err(|_| errors::internal("read barrier stopped"))?;
-        let index = rx.await.map_err(|_| errors::internal("read barrier dropped"))??;
+        self.tx
+            .send(tx)
+            .await
+            .map_err(|_| errors::internal("read barrier stopped"))?;
+        let index = rx
+            .await
+            .map_err(|_| errors::internal("read barrier dropped"))??;
         self.raft
             .wait(Some(self.timeout))
             .applied_index_at_least(Some(index), "linearizable read")

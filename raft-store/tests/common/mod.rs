@@ -40,7 +40,11 @@ pub struct Cluster {
 
 /// A free loopback port (bound and released; the tiny race is acceptable in tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn binary(flavor: Flavor) -> PathBuf {
@@ -110,15 +114,34 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("open member log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("open member log");
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let mut cmd = Command::new(binary(self.flavor));
         cmd.args(["--name", &m.name])
             .args(["--data-dir", m.data_dir.to_str().unwrap()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &self.initial_cluster,
+                "--initial-cluster-state",
+                "new",
+            ])
             .args(["--initial-cluster-token", "test-cluster"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -132,7 +155,11 @@ impl Cluster {
 
     /// Comma-separated client endpoints (`127.0.0.1:port`).
     pub fn endpoints(&self) -> String {
-        self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(",")
+        self.members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Client endpoint of member `i`.
@@ -142,7 +169,10 @@ impl Cluster {
 
     /// URLs for the `etcd-client` crate.
     pub fn urls(&self) -> Vec<String> {
-        self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect()
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
     }
 
     /// Waits until `etcdctl endpoint health` passes on every running member.
@@ -153,13 +183,20 @@ impl Cluster {
                 continue;
             }
             loop {
-                let out = etcdctl(&self.endpoint(i), &["endpoint", "health", "--command-timeout=2s"]);
+                let out = etcdctl(
+                    &self.endpoint(i),
+                    &["endpoint", "health", "--command-timeout=2s"],
+                );
                 if out.status.success() {
                     break;
                 }
                 if start.elapsed() > limit {
                     self.dump_logs();
-                    panic!("member {} not healthy after {limit:?}: {}", m.name, String::from_utf8_lossy(&out.stderr));
+                    panic!(
+                        "member {} not healthy after {limit:?}: {}",
+                        m.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -176,7 +213,10 @@ impl Cluster {
 
     /// Restarts a killed member with the same data dir.
     pub fn restart(&mut self, i: usize) {
-        assert!(self.members[i].child.is_none(), "member {i} is still running");
+        assert!(
+            self.members[i].child.is_none(),
+            "member {i} is still running"
+        );
         self.spawn(i);
     }
 
@@ -221,11 +261,26 @@ impl Cluster {
         for m in &self.members {
             let text = std::fs::read_to_string(&m.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.contains("panicked at")) {
-                eprintln!("----- {} PANIC: {}\n{}", m.name, l, lines.get(i + 1).unwrap_or(&""));
+            for (i, l) in lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.contains("panicked at"))
+            {
+                eprintln!(
+                    "----- {} PANIC: {}\n{}",
+                    m.name,
+                    l,
+                    lines.get(i + 1).unwrap_or(&"")
+                );
             }
             let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!("----- {} ({:?}) last {} log lines -----\n{}", m.name, self.flavor, tail.len(), tail.join("\n"));
+            eprintln!(
+                "----- {} ({:?}) last {} log lines -----\n{}",
+                m.name,
+                self.flavor,
+                tail.len(),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -253,19 +308,32 @@ pub fn etcdctl_stdin(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Out
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run etcdctl");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().expect("wait for etcdctl")
 }
 
 /// stdout of a successful etcdctl call (panics with stderr otherwise).
 pub fn ok(out: Output) -> String {
-    assert!(out.status.success(), "etcdctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "etcdctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
