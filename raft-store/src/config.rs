@@ -90,6 +90,9 @@ pub struct Flags {
     /// Number of committed entries that trigger a snapshot (and let older log be purged).
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers to catch up from (etcd 3.6's flag).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Extra URLs serving only `/metrics` and `/health` (they are always on the client URLs).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
@@ -161,6 +164,8 @@ pub struct Config {
     pub max_request_bytes: u64,
     /// Applied entries between two Raft snapshots.
     pub snapshot_count: u64,
+    /// Log entries kept behind a snapshot.
+    pub snapshot_catchup_entries: u64,
     /// Test-only: acknowledge appends before fsync.
     pub unsafe_no_fsync: bool,
     /// Test-only: linearizable reads served locally.
@@ -251,6 +256,7 @@ impl Config {
             },
             max_request_bytes: f.max_request_bytes,
             snapshot_count: f.snapshot_count.max(1),
+            snapshot_catchup_entries: f.experimental_snapshot_catchup_entries,
             unsafe_no_fsync: f.unsafe_no_fsync,
             unsafe_local_reads: f.unsafe_local_reads,
         })

@@ -127,8 +127,8 @@ fn raft_config(cfg: &Config) -> anyhow::Result<openraft::Config> {
         election_timeout_min: et,
         election_timeout_max: et * 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
-        // Keep etcd's 5000 catch-up entries so a briefly lagging member needs no snapshot.
-        max_in_snapshot_log_to_keep: 5000,
+        // etcd keeps 5000 catch-up entries so a briefly lagging member needs no snapshot.
+        max_in_snapshot_log_to_keep: cfg.snapshot_catchup_entries,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 64,
         ..Default::default()
