@@ -91,7 +91,11 @@ pub struct Flags {
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Entries kept behind a snapshot for slow followers to catch up from (etcd 3.6's flag).
-    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
     pub experimental_snapshot_catchup_entries: u64,
     /// Extra URLs serving only `/metrics` and `/health` (they are always on the client URLs).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]

@@ -222,7 +222,16 @@ fn kill_all_members_at_once_and_restart() {
 #[test]
 fn lagging_member_catches_up_by_snapshot() {
     let rt = rt();
-    let mut c = Cluster::start_with(Flavor::Skiff, 3, &["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"]);
+    let mut c = Cluster::start_with(
+        Flavor::Skiff,
+        3,
+        &[
+            "--snapshot-count",
+            "50",
+            "--experimental-snapshot-catchup-entries",
+            "10",
+        ],
+    );
     let leader = c.wait_leader(Duration::from_secs(10));
     let victim = (leader + 1) % 3;
     c.kill(victim);
@@ -231,7 +240,9 @@ fn lagging_member_catches_up_by_snapshot() {
         let mut cl = connect(vec![c.urls()[leader].clone()]).await;
         for i in 0..400 {
             let (k, v) = (format!("w/{i:04}"), format!("v{i}"));
-            cl.put(k.clone(), v.clone(), None).await.expect("put while a follower is down");
+            cl.put(k.clone(), v.clone(), None)
+                .await
+                .expect("put while a follower is down");
             acked.insert(k, v);
         }
     });
@@ -239,5 +250,8 @@ fn lagging_member_catches_up_by_snapshot() {
     c.wait_healthy(Duration::from_secs(30));
     assert_converged(&rt, &c, &acked);
     let log = std::fs::read_to_string(&c.members[victim].log).unwrap();
-    assert!(log.contains("installed snapshot from leader"), "the member caught up through a snapshot");
+    assert!(
+        log.contains("installed snapshot from leader"),
+        "the member caught up through a snapshot"
+    );
 }
