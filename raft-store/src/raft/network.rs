@@ -72,6 +72,21 @@ pub enum PeerError {
     },
 }
 
+impl PeerError {
+    /// Whether the request certainly never reached the peer (the TCP connection could not be
+    /// made), so retrying it elsewhere cannot apply it twice.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            PeerError::BadUrl(..) => true,
+            PeerError::Transport { status, .. } => {
+                status.code() == tonic::Code::Unavailable
+                    && format!("{status:?}").contains("tcp connect error")
+            }
+            PeerError::Decode { .. } => false,
+        }
+    }
+}
+
 /// A connection to one peer.
 #[derive(Clone)]
 pub struct PeerConn {

@@ -138,12 +138,23 @@ impl Proposer {
                 LeaderRef::Other(id, node) => {
                     let conn = self.peers.get(id, &node).map_err(errors::internal)?;
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    conn.call::<_, Result<CommandResult, ProposeError>>(PeerMethod::Propose, &cmd, left)
+                    match conn
+                        .call::<_, Result<CommandResult, ProposeError>>(
+                            PeerMethod::Propose,
+                            &cmd,
+                            left,
+                        )
                         .await
-                        .map_err(|e| {
+                    {
+                        Ok(r) => r,
+                        // The connection could not even be made, so the leader never saw the
+                        // command: safe to retry once a new leader is known.
+                        Err(e) if e.never_sent() => Err(ProposeError::NotLeader),
+                        Err(e) => {
                             tracing::warn!(leader = id, error = %e, "forwarding a write to the leader failed");
-                            errors::timeout()
-                        })?
+                            return Err(errors::timeout());
+                        }
+                    }
                 }
             };
             match res {
