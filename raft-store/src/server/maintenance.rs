@@ -18,8 +18,6 @@ use super::{mvcc_error, track, Node, ETCD_VERSION};
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 /// etcd's `AlarmType_NOSPACE`.
 const ALARM_NOSPACE: i32 = 1;
-/// etcd's `AlarmRequest_GET`.
-const ALARM_ACTION_GET: i32 = 0;
 
 /// The Maintenance service.
 pub struct MaintenanceService {
@@ -51,14 +49,12 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Statu
 impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
     async fn alarm(
         &self,
-        req: Request<PbAlarmRequest>,
+        _req: Request<PbAlarmRequest>,
     ) -> Result<Response<PbAlarmResponse>, Status> {
-        let r = req.into_inner();
         let node = &self.node;
         track(node, "Alarm", async {
             // Alarms are derived from the quota, so ACTIVATE/DEACTIVATE change nothing: the
             // alarm clears once compaction and defragmentation bring the size down.
-            let _ = r.action == ALARM_ACTION_GET;
             Ok(PbAlarmResponse {
                 header: node.header(node.mvcc.current_revision()),
                 alarms: alarms(node),
