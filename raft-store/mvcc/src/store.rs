@@ -132,7 +132,20 @@ impl Mvcc {
         max_events: usize,
         with_prev_kv: bool,
     ) -> Result<Vec<PbEvent>, ReadError> {
-        self.read(|view| history::events(view, from_rev, max_events, with_prev_kv))
+        self.events_bounded(from_rev, max_events, usize::MAX, with_prev_kv)
+    }
+
+    /// Like [`Mvcc::events`], also stopping at the first revision boundary once the events
+    /// collected reach `max_bytes` (encoded size), so a reader of large values holds a
+    /// bounded amount of memory.
+    pub fn events_bounded(
+        &self,
+        from_rev: i64,
+        max_events: usize,
+        max_bytes: usize,
+        with_prev_kv: bool,
+    ) -> Result<Vec<PbEvent>, ReadError> {
+        self.read(|view| history::events(view, from_rev, max_events, max_bytes, with_prev_kv))
     }
 
     /// Lease `id` with its attached keys, if granted.

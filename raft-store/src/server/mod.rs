@@ -2,9 +2,10 @@
 //! wired together and run until SIGINT/SIGTERM.
 //!
 //! ```text
-//!  client port (2379): gRPC KV/Lease/Cluster/Maintenance + HTTP /health /metrics
+//!  client port (2379): gRPC KV/Watch/Lease/Cluster/Maintenance + HTTP /health /metrics
 //!        │ writes: Proposer (batch / forward) ──► Raft ──► StateMachine (MVCC)
 //!        │ reads:  ReadBarrier (ReadIndex)      ──► MVCC
+//!        │ watch:  applied events ──► WatchHub ──► watch streams (history from MVCC)
 //!  peer port (2380):  Peer service (Raft RPCs, forwarded proposals, read index, lease calls)
 //! ```
 
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod peer;
 pub mod proposer;
 pub mod reads;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +40,7 @@ use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft};
 use lessor::Lessor;
 use proposer::Proposer;
 use reads::ReadBarrier;
+use watch::hub::{HubLimits, WatchHub};
 
 /// The etcd version this member reports. Kubernetes enables watch progress requests only
 /// for etcd >= 3.5.13, and skiff-store implements what that version offers clients.
@@ -63,6 +66,8 @@ pub struct Node {
     pub reads: ReadBarrier,
     /// Lease deadlines.
     pub lessor: Arc<Lessor>,
+    /// Recent history shared by all watch streams.
+    pub watch_hub: Arc<WatchHub>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
 }
@@ -95,10 +100,11 @@ impl Node {
     }
 }
 
-/// Hears about applied changes: keeps the lessor's lease set current.
+/// Hears about applied changes: keeps the lessor's lease set current and feeds watchers.
 struct Observer {
     lessor: Arc<Lessor>,
     mvcc: Arc<Mvcc>,
+    hub: Arc<WatchHub>,
 }
 
 impl ApplyObserver for Observer {
@@ -108,8 +114,11 @@ impl ApplyObserver for Observer {
     fn lease_revoked(&self, id: i64) {
         self.lessor.revoked(id);
     }
-    fn events(&self, _revision: i64, _events: Vec<PbEvent>) {}
+    fn events(&self, revision: i64, events: Vec<PbEvent>) {
+        self.hub.publish(revision, events);
+    }
     fn snapshot_installed(&self) {
+        self.hub.reset(self.mvcc.current_revision());
         match self.mvcc.leases() {
             Ok(l) => self.lessor.reset(l, Instant::now()),
             Err(e) => tracing::error!(error = %e, "failed to read leases after a snapshot install"),
@@ -163,9 +172,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         mvcc.leases().context("failed to read leases")?,
         Instant::now(),
     );
+    let watch_hub = Arc::new(WatchHub::new(mvcc.current_revision(), HubLimits::default()));
     let observer = Arc::new(Observer {
         lessor: lessor.clone(),
         mvcc: mvcc.clone(),
+        hub: watch_hub.clone(),
     });
     let sm = StateMachine::new(mvcc.clone(), observer);
     let peers = Peers::default();
@@ -199,6 +210,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         proposer,
         reads,
         lessor,
+        watch_hub,
     });
     peer::serve(node.clone()).await?;
     bootstrap(&node).await?;

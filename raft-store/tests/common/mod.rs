@@ -337,3 +337,63 @@ pub fn ok(out: Output) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// Runs a long-lived `etcdctl` command (e.g. `watch`) and returns its stdout once `done`
+/// holds for the output so far, the process exits, or `limit` passes; the process is then
+/// killed. stderr is appended after a `--- stderr ---` line when it is not empty.
+pub fn etcdctl_until(
+    endpoints: &str,
+    args: &[&str],
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    use std::io::Read;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(chunk) => out.extend(chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if done(&String::from_utf8_lossy(&out)) || Instant::now() >= deadline {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    let err = err_reader.join().unwrap_or_default();
+    let mut s = String::from_utf8_lossy(&out).into_owned();
+    if !err.trim().is_empty() {
+        s.push_str("--- stderr ---\n");
+        s.push_str(&err);
+    }
+    s
+}
