@@ -5,6 +5,7 @@
 //! - [`config`]: etcd's flags and the validated member configuration.
 //! - [`raft`]: openraft's type config, the log store over `skiff-wal`, the state machine
 //!   over `skiff-mvcc`, and the outbound peer network.
+//! - [`restore`]: `skiff-store snapshot restore`, seeding a new cluster from a snapshot.
 //! - [`server`]: one running member: the etcd gRPC services (KV, Lease, Cluster,
 //!   Maintenance), the peer service, write batching and forwarding, linearizable reads,
 //!   lease expiry, `/health` and `/metrics`.
@@ -15,4 +16,5 @@
 
 pub mod config;
 pub mod raft;
+pub mod restore;
 pub mod server;
