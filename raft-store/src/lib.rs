@@ -6,6 +6,7 @@
 //! - [`raft`]: openraft's type config, the log store over `skiff-wal`, the state machine
 //!   over `skiff-mvcc`, and the outbound peer network.
 //! - [`restore`]: `skiff-store snapshot restore`, seeding a new cluster from a snapshot.
+//! - [`snapshot_file`]: the operator snapshot file (`etcdctl snapshot save`) framing.
 //! - [`server`]: one running member: the etcd gRPC services (KV, Lease, Cluster,
 //!   Maintenance), the peer service, write batching and forwarding, linearizable reads,
 //!   lease expiry, `/health` and `/metrics`.
@@ -18,3 +19,4 @@ pub mod config;
 pub mod raft;
 pub mod restore;
 pub mod server;
+pub mod snapshot_file;

@@ -10,8 +10,8 @@
 //! Run it once per member, with the same file and flags except `--name` /
 //! `--initial-advertise-peer-urls` / `--data-dir`.
 //!
-//! The whole file is checked (header, per-chunk and trailer CRC-32C, record count) before
-//! anything is kept: a corrupt or truncated file leaves no data dir behind.
+//! The whole file is checked (SHA-256, then the stream's header, per-chunk and trailer
+//! CRC-32C and record count) before anything is kept: a corrupt or truncated file leaves no data dir behind.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,7 @@ use skiff_mvcc::{Mvcc, MvccOptions};
 
 use crate::config::{cluster_id, parse_initial_cluster, split_urls};
 use crate::server::identity::{self, BootstrapMember, Identity};
+use crate::snapshot_file;
 
 /// `skiff-store snapshot restore FILE [flags]` (etcdctl's flag names and defaults).
 #[derive(Debug, Parser)]
@@ -68,6 +69,14 @@ pub enum RestoreError {
         path: PathBuf,
         /// The cause (checksum mismatch, truncation, ...).
         source: skiff_mvcc::SnapshotError,
+    },
+    /// The file's framing or SHA-256 is wrong (truncated or damaged download).
+    #[error("snapshot {path:?} is not usable: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: crate::snapshot_file::SnapshotFileError,
     },
     /// The new state machine could not be written.
     #[error("failed to write the restored state: {0}")]
@@ -156,7 +165,11 @@ fn write_data_dir(
     data_dir: &Path,
     ident: &Identity,
 ) -> Result<Restored, RestoreError> {
-    let file = std::fs::File::open(&f.file).map_err(|source| RestoreError::Open {
+    let file = std::fs::read(&f.file).map_err(|source| RestoreError::Open {
+        path: f.file.clone(),
+        source,
+    })?;
+    let mut stream = snapshot_file::unwrap(&file).map_err(|source| RestoreError::File {
         path: f.file.clone(),
         source,
     })?;
@@ -166,8 +179,7 @@ fn write_data_dir(
         source,
     })?;
     let mvcc = Mvcc::open(&kv_dir, MvccOptions::default())?;
-    let mut input = std::io::BufReader::new(file);
-    mvcc.install_snapshot(&mut input)
+    mvcc.install_snapshot(&mut stream)
         .map_err(|source| RestoreError::Snapshot {
             path: f.file.clone(),
             source,

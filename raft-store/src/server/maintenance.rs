@@ -260,6 +260,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("failed to write snapshot: {e}")))?;
+        let data = crate::snapshot_file::wrap(data);
         let header = self.node.header(self.node.mvcc.current_revision());
         let total = data.len();
         let chunks: Vec<Result<PbSnapshotResponse, Status>> = data
