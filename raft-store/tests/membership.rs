@@ -255,7 +255,7 @@ fn move_leader_and_remove_leader() {
     let start = std::time::Instant::now();
     let out = run(&eps, &["move-leader", &target]);
     assert!(
-        out.contains(&format!("Leadership transferred from")) && out.ends_with(&target),
+        out.contains("Leadership transferred from") && out.ends_with(&target),
         "{out}"
     );
     eprintln!("move-leader took {:?}", start.elapsed());
