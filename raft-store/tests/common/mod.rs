@@ -82,6 +82,21 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra flags for every member.
     pub fn start_with(flavor: Flavor, n: usize, extra: &[&str]) -> Cluster {
+        let mut c = Self::prepare(flavor, n, extra);
+        c.start_all();
+        c
+    }
+
+    /// Starts every prepared member and waits until all are healthy.
+    pub fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.spawn(i);
+        }
+        self.wait_healthy(Duration::from_secs(30));
+    }
+
+    /// Names, ports and data dirs of an `n`-member cluster, nothing started yet.
+    pub fn prepare(flavor: Flavor, n: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let members: Vec<Member> = (0..n)
             .map(|i| {
@@ -102,18 +117,18 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = Cluster {
+        Cluster {
             flavor,
             dir,
             members,
             initial_cluster,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        c.wait_healthy(Duration::from_secs(30));
-        c
+    }
+
+    /// The `--initial-cluster` value of the prepared members.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
     }
 
     fn spawn(&mut self, i: usize) {
