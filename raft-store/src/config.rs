@@ -164,6 +164,8 @@ pub struct Config {
     pub listen_metrics: Vec<SocketAddr>,
     /// The members of `--initial-cluster`.
     pub initial_cluster: Vec<InitialMember>,
+    /// `--initial-cluster-token`, mixed into the ids of members added later.
+    pub initial_cluster_token: String,
     /// New cluster or joining an existing one.
     pub cluster_state: ClusterState,
     /// Raft heartbeat interval.
@@ -260,6 +262,7 @@ impl Config {
                 None => Vec::new(),
             },
             initial_cluster,
+            initial_cluster_token: f.initial_cluster_token.clone(),
             cluster_state,
             heartbeat: Duration::from_millis(f.heartbeat_interval),
             election_timeout: Duration::from_millis(f.election_timeout),
@@ -361,7 +364,8 @@ pub fn member_id(sorted_peer_urls: &[String], token: &str) -> u64 {
     h.finish().max(1)
 }
 
-fn cluster_id(members: &[InitialMember], token: &str) -> u64 {
+/// The cluster id of a new cluster: a hash of its members' ids and the cluster token.
+pub fn cluster_id(members: &[InitialMember], token: &str) -> u64 {
     let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     ids.sort_unstable();
     let mut h = Fnv64::default();
