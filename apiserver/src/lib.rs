@@ -7,7 +7,8 @@
 //!  object.rs      metadata rules on create/update                        (pure)
 //!  defaults.rs    defaulting of built-in types                           (pure)
 //!  validation.rs  validation of built-in types                           (pure)
-//!  patch.rs       JSON patch / merge patch                               (pure)
+//!  patch.rs       JSON patch / merge patch / dispatch                    (pure)
+//!  strategic.rs   strategic merge patch                                  (pure)
 //!  selectors.rs   label and field selectors                              (pure)
 //!  resources.rs   the served resource types                              (pure)
 //!  status.rs      metav1.Status errors                                   (pure)
@@ -25,4 +26,5 @@ pub mod selectors;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod strategic;
 pub mod validation;

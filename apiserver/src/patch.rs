@@ -1,6 +1,6 @@
-//! PATCH bodies applied to a stored object, free of I/O: JSON patch (RFC 6902) and JSON
-//! merge patch (RFC 7386). Strategic merge patch and server-side apply are not served yet
-//! and are refused with 415, so no request is half-understood.
+//! PATCH bodies applied to a stored object, free of I/O: JSON patch (RFC 6902), JSON merge
+//! patch (RFC 7386) and strategic merge patch (`crate::strategic`). Server-side apply is not
+//! served yet and is refused with 415, so no request is half-understood.
 
 use serde_json::Value;
 
@@ -41,8 +41,9 @@ pub fn apply(content_type: &str, old: &Value, body: &[u8]) -> ApiResult<Value> {
             json_patch::merge(&mut doc, &p);
             Ok(doc)
         }
-        STRATEGIC_MERGE_PATCH | APPLY_PATCH => Err(ApiError::unsupported_media_type(format!(
-            "the patch type {content_type} is not supported by skiff-apiserver yet; use --type merge or --type json"
+        STRATEGIC_MERGE_PATCH => crate::strategic::apply(old, &parse()?),
+        APPLY_PATCH => Err(ApiError::unsupported_media_type(format!(
+            "server-side apply ({content_type}) is not supported by skiff-apiserver yet; use client-side `kubectl apply`"
         ))),
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: {JSON_PATCH}, {MERGE_PATCH} (got {other:?})"
@@ -72,13 +73,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(new["spec"]["replicas"], 4);
-        let e = apply(JSON_PATCH, &old, br#"[{"op":"remove","path":"/nope"}]"#).unwrap_err();
+        let e = apply(
+            JSON_PATCH,
+            &old,
+            br#"[{"op":"test","path":"/spec/replicas","value":5}]"#,
+        )
+        .unwrap_err();
         assert_eq!(e.code, 422);
         assert_eq!(apply(MERGE_PATCH, &old, b"{").unwrap_err().code, 400);
-        assert_eq!(
-            apply(STRATEGIC_MERGE_PATCH, &old, b"{}").unwrap_err().code,
-            415
-        );
+        let new = apply(STRATEGIC_MERGE_PATCH, &old, br#"{"spec":{"replicas":2}}"#).unwrap();
+        assert_eq!(new["spec"]["replicas"], 2);
+        assert_eq!(apply(APPLY_PATCH, &old, b"{}").unwrap_err().code, 415);
         assert_eq!(apply("text/plain", &old, b"{}").unwrap_err().code, 415);
     }
 }

@@ -161,16 +161,16 @@ pub fn validate_update(res: &Resource, new: &Value, old: &Value) -> ApiResult<()
                 });
             }
         }
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
-            if new["spec"]["selector"] != old["spec"]["selector"] {
-                causes.push(invalid(
-                    "spec.selector",
-                    format!(
-                        "Invalid value: {}: field is immutable",
-                        new["spec"]["selector"]
-                    ),
-                ));
-            }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+            if new["spec"]["selector"] != old["spec"]["selector"] =>
+        {
+            causes.push(invalid(
+                "spec.selector",
+                format!(
+                    "Invalid value: {}: field is immutable",
+                    new["spec"]["selector"]
+                ),
+            ));
         }
         _ => {}
     }

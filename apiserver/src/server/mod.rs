@@ -11,6 +11,7 @@
 pub mod discovery;
 pub mod rest;
 pub mod route;
+pub mod scale;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -240,6 +241,9 @@ async fn resource(
             Method::PATCH => api.patch(res, ns, name, UpdateScope::Status, content_type, body).await,
             m => Err(not_allowed(&m, &format!("{}/status", res.plural))),
         },
+        (Some(name), Some("scale")) if res.has_scale => {
+            scale::serve(api, res, ns, name, method, content_type, body).await
+        }
         (Some(_), Some(sub @ ("log" | "exec" | "attach" | "portforward"))) if res.plural == "pods" => {
             Err(ApiError::unavailable(format!(
                 "pods/{sub} is served by the node's kubelet, and no kubelet is connected to this cluster yet"
