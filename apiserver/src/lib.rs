@@ -7,6 +7,7 @@
 //!  object.rs      metadata rules on create/update                        (pure)
 //!  defaults.rs    defaulting of built-in types                           (pure)
 //!  validation.rs  validation of built-in types                           (pure)
+//!  protobuf.rs    kubectl generators' protobuf bodies → JSON             (pure)
 //!  patch.rs       JSON patch / merge patch / dispatch                    (pure)
 //!  strategic.rs   strategic merge patch                                  (pure)
 //!  selectors.rs   label and field selectors                              (pure)
@@ -21,6 +22,7 @@ pub mod defaults;
 pub mod metrics;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod server;

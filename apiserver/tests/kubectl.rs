@@ -260,6 +260,84 @@ fn kubectl_end_to_end() {
     for n in ["default", "kube-system", "kube-public"] {
         assert!(ns.contains(n), "{ns}");
     }
+    // kubectl's generators send protobuf bodies.
+    assert!(k
+        .ok(&["create", "ns", "gen"])
+        .contains("namespace/gen created"));
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=2",
+        "--port=80",
+        "-n",
+        "gen",
+    ]);
+    k.ok(&[
+        "create",
+        "configmap",
+        "c1",
+        "--from-literal=a=1",
+        "-n",
+        "gen",
+    ]);
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "--from-literal=p=pw",
+        "-n",
+        "gen",
+    ]);
+    k.ok(&[
+        "run",
+        "p1",
+        "--image=busybox",
+        "--restart=Never",
+        "-n",
+        "gen",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"
+        ]),
+        "2 80"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "s1",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.data.p}"
+        ]),
+        "cHc="
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "pod",
+            "p1",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.containers[0].args}"
+        ]),
+        r#"["sleep","1"]"#
+    );
     let res = k.ok(&["api-resources"]);
     assert!(
         res.contains("deployments") && res.contains("deploy") && res.contains("apps/v1"),

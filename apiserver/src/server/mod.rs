@@ -178,12 +178,12 @@ async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let route = route::parse(core, &segs).ok_or_else(|| ApiError::no_route(&path))?;
     let body = read_body(req.into_body()).await?;
-    if !body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        // client-go retries with JSON when a server refuses protobuf with 415.
-        return Err(ApiError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json",
-        ));
-    }
+    // kubectl's generators send protobuf; the rest of the server works on JSON.
+    let body = if !body.is_empty() && content_type.starts_with(crate::protobuf::CONTENT_TYPE) {
+        serde_json::to_vec(&crate::protobuf::decode_body(&body)?).expect("JSON values serialize")
+    } else {
+        body
+    };
     match route {
         Route::CoreVersions => {
             Ok(axum::Json(discovery::core_versions(&api.address)).into_response())
