@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  kubectl ──HTTP──► router ─► route::parse ─► discovery | rest (CRUD) | watch
+//!                                    (GET, Accept as=Table) ─► tables ─► rest | watch
 //!                                                   │
 //!                                                   ▼ etcd v3 (store.rs)
 //!                                              skiff-store members
