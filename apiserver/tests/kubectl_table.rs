@@ -189,6 +189,24 @@ fn kubectl_get_prints_kubernetes_columns() {
     );
     let out = k.ok(&["get", "ns", "shop"]);
     assert_eq!(words(&out)[1][..2], ["shop", "Active"], "{out}");
+    // Pages of Tables (continue tokens in the Table metadata) print under one header.
+    let out = k.ok(&["get", "ns", "--chunk-size=1"]);
+    let names: Vec<&str> = words(&out).iter().map(|l| l[0]).collect();
+    assert_eq!(
+        names,
+        [
+            "NAME",
+            "default",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system",
+            "shop"
+        ],
+        "{out}"
+    );
+    // --sort-by makes kubectl ask for whole objects in the rows (includeObject=Object).
+    let out = k.ok(&["get", "ns", "--sort-by=.metadata.name", "--no-headers"]);
+    assert_eq!(words(&out).last().unwrap()[0], "shop", "{out}");
 
     // get -w on one replica prints a status change made through the other as a row.
     let watch = k
