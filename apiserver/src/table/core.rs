@@ -94,16 +94,28 @@ fn container_reason(state: &Value, prefix: &str) -> Option<String> {
     })
 }
 
+/// The names of a pod's sidecars: init containers with `restartPolicy: Always`, which keep
+/// running beside the main containers and count in READY.
+fn sidecars(o: &Value) -> Vec<&str> {
+    o["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["restartPolicy"] == "Always")
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
 /// The reason shown while init containers run or failed, if they do.
-fn init_reason(o: &Value) -> Option<String> {
+fn init_reason(o: &Value, sidecars: &[&str]) -> Option<String> {
     let total = count(&o["spec"]["initContainers"]);
     let statuses = o["status"]["initContainerStatuses"].as_array()?;
     for (i, c) in statuses.iter().enumerate() {
         let state = &c["state"];
         let done = state["terminated"].is_object() && int(&state["terminated"]["exitCode"]) == 0;
-        // A restartable (sidecar) init container that runs counts as initialized.
-        let sidecar_running = state["running"].is_object() && c["started"] == true;
-        if done || sidecar_running {
+        let is_sidecar = c["name"].as_str().is_some_and(|n| sidecars.contains(&n));
+        // A sidecar that has started counts as initialized.
+        if done || (is_sidecar && c["started"] == true) {
             continue;
         }
         let waiting = state["waiting"]["reason"].as_str().unwrap_or("");
@@ -124,11 +136,21 @@ fn pod_summary(o: &Value) -> PodSummary {
         restarts: 0,
         last_restart: None,
     };
+    let sidecars = sidecars(o);
+    s.total += sidecars.len();
+    let init_statuses = status["initContainerStatuses"].as_array();
+    for c in init_statuses.into_iter().flatten() {
+        if c["name"].as_str().is_some_and(|n| sidecars.contains(&n)) {
+            s.restarts += int(&c["restartCount"]);
+            if c["started"] == true && c["ready"] == true {
+                s.ready += 1;
+            }
+        }
+    }
     // While init containers run or failed, they alone make STATUS and RESTARTS.
-    if let Some(r) = init_reason(o) {
+    if let Some(r) = init_reason(o, &sidecars) {
         s.reason = r;
-        s.restarts = o["status"]["initContainerStatuses"]
-            .as_array()
+        s.restarts = init_statuses
             .into_iter()
             .flatten()
             .map(|c| int(&c["restartCount"]))
@@ -156,6 +178,15 @@ fn pod_summary(o: &Value) -> PodSummary {
             }
             None => {}
         }
+    }
+    // A pod in the scheduler's waiting room says so.
+    let gated = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated");
+    if gated {
+        s.reason = "SchedulingGated".into();
     }
     if s.reason == "Completed" && running {
         let ready = status["conditions"]
@@ -659,6 +690,35 @@ mod tests {
         let evicted = json!({"metadata": meta("p"), "spec": {"containers": []},
             "status": {"phase": "Failed", "reason": "Evicted"}});
         assert_eq!(cells("Pod", &evicted, NOW)[2], "Evicted");
+    }
+
+    #[test]
+    fn sidecars_count_in_ready_and_gated_pods_say_so() {
+        let p = json!({"metadata": meta("p"),
+            "spec": {"containers": [{"name": "app"}],
+                     "initContainers": [{"name": "setup"}, {"name": "proxy", "restartPolicy": "Always"}]},
+            "status": {"phase": "Running",
+                "initContainerStatuses": [
+                    {"name": "setup", "state": {"terminated": {"exitCode": 0}}},
+                    {"name": "proxy", "started": true, "ready": true, "restartCount": 1, "state": {"running": {}}}],
+                "containerStatuses": [
+                    {"name": "app", "ready": true, "state": {"running": {}}}]}});
+        let c = cells("Pod", &p, NOW);
+        assert_eq!(
+            (c[1].as_str(), c[2].as_str(), c[3].as_str()),
+            (Some("2/2"), Some("Running"), Some("1"))
+        );
+        let mut starting = p.clone();
+        starting["status"]["initContainerStatuses"][1] = json!({"name": "proxy", "started": false, "state": {"waiting": {"reason": "PodInitializing"}}});
+        let c = cells("Pod", &starting, NOW);
+        assert_eq!(
+            (c[1].as_str(), c[2].as_str()),
+            (Some("0/2"), Some("Init:1/2"))
+        );
+        let gated = json!({"metadata": meta("g"), "spec": {"containers": [{"name": "a"}]},
+            "status": {"phase": "Pending",
+                       "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}});
+        assert_eq!(cells("Pod", &gated, NOW)[2], "SchedulingGated");
     }
 
     #[test]
