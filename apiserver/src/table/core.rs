@@ -127,17 +127,64 @@ fn init_reason(o: &Value, sidecars: &[&str]) -> Option<String> {
     None
 }
 
+/// Whether the pod status has a condition matching `pred`.
+fn has_condition(status: &Value, pred: impl Fn(&Value) -> bool) -> bool {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(pred)
+}
+
+/// The pod-level STATUS before container states refine it: `SchedulingGated` while the
+/// scheduler holds the pod back, else `status.reason`, else the phase.
+fn pod_reason(status: &Value) -> String {
+    let gated = has_condition(status, |c| {
+        c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated"
+    });
+    if gated {
+        return "SchedulingGated".into();
+    }
+    str_or(&status["reason"], str_or(&status["phase"], "Pending")).to_string()
+}
+
+/// Adds the main containers' READY, RESTARTS and reasons (the first container's reason
+/// wins, as Kubernetes walks them backwards); true if one is running and ready.
+fn main_containers(status: &Value, s: &mut PodSummary) -> bool {
+    let mut running = false;
+    for c in status["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+    {
+        s.restarts += int(&c["restartCount"]);
+        let finished = c["lastState"]["terminated"]["finishedAt"].as_str();
+        if let Some(t) = finished.and_then(super::parse_time) {
+            s.last_restart = s.last_restart.max(Some(t));
+        }
+        match container_reason(&c["state"], "") {
+            Some(r) => s.reason = r,
+            None if c["ready"] == true && c["state"]["running"].is_object() => {
+                running = true;
+                s.ready += 1;
+            }
+            None => {}
+        }
+    }
+    running
+}
+
 fn pod_summary(o: &Value) -> PodSummary {
     let status = &o["status"];
+    let sidecars = sidecars(o);
     let mut s = PodSummary {
-        reason: str_or(&status["reason"], str_or(&status["phase"], "Pending")).to_string(),
+        reason: pod_reason(status),
         ready: 0,
-        total: count(&o["spec"]["containers"]),
+        total: count(&o["spec"]["containers"]) + sidecars.len(),
         restarts: 0,
         last_restart: None,
     };
-    let sidecars = sidecars(o);
-    s.total += sidecars.len();
     let init_statuses = status["initContainerStatuses"].as_array();
     for c in init_statuses.into_iter().flatten() {
         if c["name"].as_str().is_some_and(|n| sidecars.contains(&n)) {
@@ -157,43 +204,10 @@ fn pod_summary(o: &Value) -> PodSummary {
             .sum();
         return terminating(o, s);
     }
-    let statuses = status["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut running = false;
-    for c in statuses.iter().rev() {
-        s.restarts += int(&c["restartCount"]);
-        if let Some(t) = c["lastState"]["terminated"]["finishedAt"]
-            .as_str()
-            .and_then(super::parse_time)
-        {
-            s.last_restart = s.last_restart.max(Some(t));
-        }
-        match container_reason(&c["state"], "") {
-            Some(r) => s.reason = r,
-            None if c["ready"] == true && c["state"]["running"].is_object() => {
-                running = true;
-                s.ready += 1;
-            }
-            None => {}
-        }
-    }
-    // A pod in the scheduler's waiting room says so.
-    let gated = status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated");
-    if gated {
-        s.reason = "SchedulingGated".into();
-    }
+    let running = main_containers(status, &mut s);
+    // A pod whose containers completed but one still runs is not "Completed".
     if s.reason == "Completed" && running {
-        let ready = status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let ready = has_condition(status, |c| c["type"] == "Ready" && c["status"] == "True");
         s.reason = if ready { "Running" } else { "NotReady" }.to_string();
     }
     terminating(o, s)
@@ -719,6 +733,21 @@ mod tests {
             "status": {"phase": "Pending",
                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}});
         assert_eq!(cells("Pod", &gated, NOW)[2], "SchedulingGated");
+    }
+
+    #[test]
+    fn a_completed_container_beside_a_running_one_is_not_completed() {
+        let p = |ready_condition: &str| {
+            json!({"metadata": meta("p"), "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+                "status": {"phase": "Running",
+                    "conditions": [{"type": "Ready", "status": ready_condition}],
+                    "containerStatuses": [
+                        {"name": "a", "ready": false, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                        {"name": "b", "ready": true, "state": {"running": {}}}]}})
+        };
+        assert_eq!(cells("Pod", &p("True"), NOW)[2], "Running");
+        assert_eq!(cells("Pod", &p("False"), NOW)[2], "NotReady");
+        assert_eq!(cells("Pod", &p("True"), NOW)[1], "1/2");
     }
 
     #[test]
