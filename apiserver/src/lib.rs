@@ -13,6 +13,7 @@
 //!  selectors.rs   label and field selectors                              (pure)
 //!  resources.rs   the served resource types                              (pure)
 //!  status.rs      metav1.Status errors                                   (pure)
+//!  table.rs       Table output of `kubectl get`: columns and cells       (pure)
 //! ```
 //!
 //! The apiserver is stateless: every replica reads and writes the store, and objects carry
@@ -29,4 +30,5 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod strategic;
+pub mod table;
 pub mod validation;

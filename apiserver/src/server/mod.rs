@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  kubectl ──HTTP──► router ─► route::parse ─► discovery | rest (CRUD) | watch
+//!                                    (GET, Accept as=Table) ─► tables ─► rest | watch
 //!                                                   │
 //!                                                   ▼ etcd v3 (store.rs)
 //!                                              skiff-store members
@@ -12,6 +13,7 @@ pub mod discovery;
 pub mod rest;
 pub mod route;
 pub mod scale;
+pub mod tables;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -177,6 +179,10 @@ async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
     };
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let route = route::parse(core, &segs).ok_or_else(|| ApiError::no_route(&path))?;
+    let as_table = match &route {
+        Route::Resource(t) => tables::wants_table(&method, req.headers(), t),
+        _ => None,
+    };
     let body = read_body(req.into_body()).await?;
     // kubectl's generators send protobuf; the rest of the server works on JSON.
     let body = if !body.is_empty() && content_type.starts_with(crate::protobuf::CONTENT_TYPE) {
@@ -195,6 +201,9 @@ async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
         Route::Resources(g, v) => discovery::resource_list(&g, &v)
             .map(|d| axum::Json(d).into_response())
             .ok_or_else(|| ApiError::no_route(&path)),
+        Route::Resource(t) if as_table.is_some() => {
+            tables::serve(api, t, &query, as_table.expect("checked")).await
+        }
         Route::Resource(t) => resource(api, t, method, &query, &content_type, &body).await,
     }
 }

@@ -164,6 +164,18 @@ impl Api {
 
     /// GET on a collection (not a watch).
     pub async fn list(&self, res: &Resource, ns: Option<&str>, q: &Query) -> ApiResult<Response> {
+        let list = self.list_value(res, ns, q).await?;
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    /// The list a collection GET answers: one page of the objects matching the selectors,
+    /// with `metadata.resourceVersion` and, when more remain, `metadata.continue`.
+    pub async fn list_value(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        q: &Query,
+    ) -> ApiResult<Value> {
         let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?;
         let limit: i64 = match q.get("limit") {
@@ -208,13 +220,12 @@ impl Api {
                 meta["continue"] = json!(encode_continue(list_rev, &format!("{}\0", last.key)));
             }
         }
-        let list = json!({
+        Ok(json!({
             "kind": res.list_kind(),
             "apiVersion": res.api_version(),
             "metadata": meta,
             "items": items,
-        });
-        Ok(json_response(StatusCode::OK, &list))
+        }))
     }
 
     /// PUT on an object or its `status`.

@@ -23,6 +23,7 @@ use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::Change;
+use crate::table::TableOptions;
 
 /// Interval between bookmarks for watchers that allow them (Kubernetes: about a minute).
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
@@ -37,6 +38,37 @@ struct Filter {
 impl Filter {
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj)
+    }
+}
+
+/// How a watcher's events carry their objects: as stored, or (for `kubectl get -w`) as
+/// one-row Tables whose column definitions come with the first event only.
+struct Encoder {
+    kind: &'static str,
+    table: Option<TableOptions>,
+    columns_sent: bool,
+}
+
+impl Encoder {
+    /// The line of one ADDED/MODIFIED/DELETED event.
+    fn event(&mut self, ty: &str, obj: &Value) -> Vec<u8> {
+        let Some(opts) = self.table else {
+            return line(ty, obj);
+        };
+        let opts = TableOptions {
+            now: super::tables::unix_now(),
+            ..opts
+        };
+        let meta = super::tables::object_rv(obj);
+        let t = crate::table::table(
+            self.kind,
+            std::slice::from_ref(obj),
+            meta,
+            &opts,
+            !self.columns_sent,
+        );
+        self.columns_sent = true;
+        line(ty, &t)
     }
 }
 
@@ -85,6 +117,22 @@ pub async fn serve(
     ns: Option<&str>,
     q: &Query,
 ) -> ApiResult<Response> {
+    serve_as(api, res, ns, q, None).await
+}
+
+/// Serves one watch request, with events' objects as one-row Tables when `table` is given.
+pub async fn serve_as(
+    api: Arc<Api>,
+    res: &'static Resource,
+    ns: Option<&str>,
+    q: &Query,
+    table: Option<TableOptions>,
+) -> ApiResult<Response> {
+    let mut enc = Encoder {
+        kind: res.kind,
+        table,
+        columns_sent: false,
+    };
     let filter = Filter {
         labels: LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?,
         fields: FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?,
@@ -112,7 +160,7 @@ pub async fn serve(
         for item in &page.items {
             let obj = decode(item)?;
             if filter.matches(&obj) {
-                initial.push(line("ADDED", &obj));
+                initial.push(enc.event("ADDED", &obj));
             }
         }
         page.revision + 1
@@ -163,7 +211,7 @@ pub async fn serve(
                         Some(Ok(c)) => {
                             last_rev = revision_of(&c).max(last_rev);
                             match event(&c, &filter) {
-                                Ok(Some((t, obj))) => Some(line(t, &obj)),
+                                Ok(Some((t, obj))) => Some(enc.event(t, &obj)),
                                 Ok(None) => None,
                                 Err(e) => Some(line("ERROR", &e.status())),
                             }

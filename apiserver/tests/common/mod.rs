@@ -1,0 +1,220 @@
+//! The cluster the kubectl tests run against: 3 skiff-store members and 2 skiff-apiserver
+//! replicas as child processes (killed on drop), and a kubectl wrapper that alternates
+//! between the replicas. Shared by the kubectl test binaries.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free local TCP port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A binary of this workspace built next to the test executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not found: build it with `cargo build -p {}` (the workspace test run builds it)",
+        p.display(),
+        if name == "skiff-store" {
+            "skiff-store"
+        } else {
+            "skiff-apiserver"
+        }
+    );
+    p
+}
+
+/// The child processes of one test cluster.
+pub struct Procs {
+    children: Vec<(String, Child)>,
+    /// Logs and data of every process.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (name, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("----- {name} -----");
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+fn spawn(procs: &mut Procs, name: &str, bin: &Path, args: &[String]) {
+    let log = std::fs::File::create(procs.dir.path().join(format!("{name}.log"))).unwrap();
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    procs.children.push((name.to_string(), child));
+}
+
+/// Starts the store and two apiservers; returns their URLs.
+pub fn start() -> (Procs, Vec<String>) {
+    let mut procs = Procs {
+        children: Vec::new(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let store = workspace_bin("skiff-store");
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("s{i}=http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (i, (c, p)) in ports.iter().enumerate() {
+        let data = procs.dir.path().join(format!("s{i}"));
+        let args: Vec<String> = [
+            "--name",
+            &format!("s{i}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{c}"),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{c}"),
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{p}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{p}"),
+            "--initial-cluster",
+            &cluster,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        spawn(&mut procs, &format!("s{i}"), &store, &args);
+    }
+    let etcd = ports
+        .iter()
+        .map(|(c, _)| format!("http://127.0.0.1:{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let api = workspace_bin("skiff-apiserver");
+    let mut urls = Vec::new();
+    for i in 0..2 {
+        let port = free_port();
+        let args: Vec<String> = [
+            "--etcd-servers",
+            &etcd,
+            "--bind-address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        spawn(&mut procs, &format!("api{i}"), &api, &args);
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    // Ready when both replicas answer /readyz and the system namespaces exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for u in &urls {
+        loop {
+            let out = Command::new("kubectl")
+                .args(["--server", u, "get", "--raw", "/readyz"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "apiserver {u} not ready: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    (procs, urls)
+}
+
+/// Runs the real kubectl against the cluster.
+pub struct Kubectl {
+    urls: Vec<String>,
+    next: std::cell::Cell<usize>,
+    cache: tempfile::TempDir,
+}
+
+impl Kubectl {
+    /// kubectl against `urls`, round robin, with its own discovery cache.
+    pub fn new(urls: &[String]) -> Kubectl {
+        Kubectl {
+            urls: urls.to_vec(),
+            next: std::cell::Cell::new(0),
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs kubectl against the next replica (round robin).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let i = self.next.get();
+        self.next.set(i + 1);
+        self.cmd(&self.urls[i % self.urls.len()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// A kubectl command against `url`, not yet run.
+    pub fn cmd(&self, url: &str) -> Command {
+        let mut c = Command::new("kubectl");
+        c.args([
+            "--server",
+            url,
+            "--cache-dir",
+            self.cache.path().to_str().unwrap(),
+        ]);
+        c
+    }
+
+    /// stdout of a command that must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// stderr of a command that must fail.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} should fail",
+            args.join(" ")
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
