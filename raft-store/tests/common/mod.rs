@@ -41,13 +41,28 @@ pub struct Cluster {
     extra_args: Vec<String>,
 }
 
-/// A free loopback port (bound and released; the tiny race is acceptable in tests).
+/// A free loopback port for a server, chosen at random below Linux's ephemeral range
+/// (32768-60999): ports the OS hands out for port 0 or for outgoing connections can be
+/// taken by another process between this check and the server's bind, ports below it
+/// are only taken by servers that chose them.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u64)
+        .wrapping_mul(2654435761)
+        .wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64,
+        );
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
+        let port = 10000 + ((seed.wrapping_add(n.wrapping_mul(7919))) % 22000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn binary(flavor: Flavor) -> PathBuf {
