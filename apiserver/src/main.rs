@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach the store at {}", endpoints.join(",")))?;
     let api = Arc::new(Api {
+        caches: server::cache::Caches::new(store.clone()),
         store,
         address: addr.to_string(),
         metrics: Default::default(),

@@ -12,6 +12,8 @@ use futures::{Stream, StreamExt};
 
 /// How long one store call may take before the apiserver answers 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retries of a call whose connection could not be made (another member is tried).
+const CONNECT_RETRIES: u32 = 8;
 
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +87,31 @@ fn unavailable(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// Whether an error proves the request never reached a store member (the connection could
+/// not be made), so retrying it — even a write — cannot apply it twice.
+fn never_sent(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.contains("tcp connect error") || m.contains("Connection refused"))
+}
+
+/// Calls the store, retrying on another member while the connection cannot be made (the
+/// client balances over all members; a dead one fails fast with a connect error).
+async fn call<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match timed(f()).await {
+            Err(e) if never_sent(&e) && attempt < CONNECT_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 async fn timed<T>(
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, StoreError> {
@@ -131,8 +158,11 @@ impl Store {
 
     /// The object at `key`, if any, and the store revision of the read.
     pub async fn get(&self, key: &str) -> Result<(Option<Item>, i64), StoreError> {
-        let mut c = self.client.clone();
-        let r = timed(c.get(key, None)).await?;
+        let r = call(|| {
+            let mut c = self.client.clone();
+            async move { c.get(key, None).await }
+        })
+        .await?;
         let rev = r.header().map_or(0, |h| h.revision());
         Ok((r.kvs().first().map(item), rev))
     }
@@ -146,7 +176,7 @@ impl Store {
         limit: i64,
         revision: i64,
     ) -> Result<Page, StoreError> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let from = start.unwrap_or(prefix);
         let mut opts = GetOptions::new()
             .with_range(prefix_end(prefix))
@@ -155,7 +185,13 @@ impl Store {
         if limit == 0 {
             opts = opts.with_limit(0);
         }
-        let r = timed(c.get(from, Some(opts))).await.map_err(|e| match e {
+        let r = call(|| {
+            let mut c = c.clone();
+            let opts = opts.clone();
+            async move { c.get(from, Some(opts)).await }
+        })
+        .await
+        .map_err(|e| match e {
             StoreError::Compacted(_) => StoreError::Compacted(revision),
             e => e,
         })?;
@@ -174,11 +210,16 @@ impl Store {
         value: Vec<u8>,
         expected: i64,
     ) -> Result<i64, StoreError> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::put(key, value, None)]);
-        let r = timed(c.txn(txn)).await?;
+        let r = call(|| {
+            let mut c = c.clone();
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
         if !r.succeeded() {
             return Err(StoreError::RevisionMismatch);
         }
@@ -187,11 +228,16 @@ impl Store {
 
     /// Deletes `key` if its mod_revision is `expected`. Returns the deletion revision.
     pub async fn delete_if(&self, key: &str, expected: i64) -> Result<i64, StoreError> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::delete(key, None)]);
-        let r = timed(c.txn(txn)).await?;
+        let r = call(|| {
+            let mut c = c.clone();
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
         if !r.succeeded() {
             return Err(StoreError::RevisionMismatch);
         }
@@ -207,8 +253,15 @@ impl Store {
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, StoreError> {
-        let mut c = self.client.clone();
-        let r = timed(c.get("/registry/", Some(GetOptions::new().with_count_only()))).await?;
+        let c = self.client.clone();
+        let r = call(|| {
+            let mut c = c.clone();
+            async move {
+                c.get("/registry/", Some(GetOptions::new().with_count_only()))
+                    .await
+            }
+        })
+        .await?;
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 
@@ -218,12 +271,17 @@ impl Store {
         prefix: &str,
         from: i64,
     ) -> Result<impl Stream<Item = Result<Change, StoreError>> + Send + use<>, StoreError> {
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         let opts = WatchOptions::new()
             .with_range(prefix_end(prefix))
             .with_start_revision(from)
             .with_prev_key();
-        let mut ws = timed(c.watch(prefix, Some(opts))).await?;
+        let mut ws = call(|| {
+            let mut c = c.clone();
+            let opts = opts.clone();
+            async move { c.watch(prefix, Some(opts)).await }
+        })
+        .await?;
         let created = timed(ws.message()).await?;
         if created.is_none() {
             return Err(StoreError::Unavailable("the store closed the watch".into()));

@@ -1,18 +1,12 @@
 //! The real kubectl against 3 skiff-store members and 2 skiff-apiserver replicas; requests
 //! alternate between the replicas, so they must behave as one API.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::free_port;
 
 /// A binary of this workspace built next to the test executable.
 fn workspace_bin(name: &str) -> PathBuf {

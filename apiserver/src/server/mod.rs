@@ -9,6 +9,7 @@
 //!                                              skiff-store members
 //! ```
 
+pub mod cache;
 pub mod discovery;
 pub mod rest;
 pub mod route;
@@ -105,6 +106,8 @@ pub struct Api {
     pub address: String,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// One store watch per resource type, shared by all watchers.
+    pub caches: cache::Caches,
 }
 
 /// The router of the whole server.

@@ -1,5 +1,5 @@
-//! `?watch=true`: a stream of `{"type": ..., "object": ...}` lines, one per change, fed by a
-//! store watch on the resource's key prefix.
+//! `?watch=true`: a stream of `{"type": ..., "object": ...}` lines, one per change, fed by
+//! the resource's watch cache (`super::cache`) or, for an old start revision, a store watch.
 //!
 //! `resourceVersion` empty or `"0"` starts with ADDED events for the current objects, then
 //! streams changes after the list; `resourceVersion=N` streams changes after N, or sends one
@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::cache::{revision_of, Msg};
 use super::rest::{decode, store_error};
 use super::{Api, Query};
 use crate::resources::Resource;
@@ -149,26 +150,49 @@ pub async fn serve_as(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
     };
-    // The initial state for rv=0, then changes after it.
+    // Served from this apiserver's watch cache when possible, else by a store watch.
+    let cache = api.caches.get(res);
     let mut initial: Vec<Vec<u8>> = Vec::new();
-    let from = if rv == 0 {
-        let page = api
-            .store
-            .list(&prefix, None, 0, 0)
-            .await
-            .map_err(store_error)?;
-        for item in &page.items {
-            let obj = decode(item)?;
-            if filter.matches(&obj) {
-                initial.push(enc.event("ADDED", &obj));
+    let mut feed = match cache.subscribe(&prefix, rv).await {
+        Some(sub) => {
+            for item in &sub.initial {
+                let obj = decode(item)?;
+                if filter.matches(&obj) {
+                    initial.push(enc.event("ADDED", &obj));
+                }
+            }
+            Feed::Cached {
+                backlog: sub.backlog.into(),
+                live: sub.live,
+                prefix: prefix.clone(),
+                after: sub.revision,
             }
         }
-        page.revision + 1
-    } else {
-        rv + 1
+        None => {
+            let from = if rv == 0 {
+                let page = api
+                    .store
+                    .list(&prefix, None, 0, 0)
+                    .await
+                    .map_err(store_error)?;
+                for item in &page.items {
+                    let obj = decode(item)?;
+                    if filter.matches(&obj) {
+                        initial.push(enc.event("ADDED", &obj));
+                    }
+                }
+                page.revision
+            } else {
+                rv
+            };
+            match api.store.watch(&prefix, from + 1).await {
+                Ok(s) => Feed::Direct(Box::pin(s)),
+                Err(crate::store::StoreError::Compacted(_)) => Feed::Expired,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
     };
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
-    let store = api.store.clone();
     let kind = res.kind;
     let api_version = res.api_version();
     tokio::spawn(async move {
@@ -177,23 +201,11 @@ pub async fn serve_as(
                 return;
             }
         }
-        let changes = match store.watch(&prefix, from).await {
-            Ok(s) => s,
-            Err(crate::store::StoreError::Compacted(_)) => {
-                let _ = tx.send(Ok(line("ERROR", &expired(rv)))).await;
-                return;
-            }
-            Err(e) => {
-                let _ = tx.send(Ok(line("ERROR", &store_error(e).status()))).await;
-                return;
-            }
-        };
-        futures::pin_mut!(changes);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut bookmark = tokio::time::interval(BOOKMARK_EVERY);
         bookmark.tick().await;
-        let mut last_rev = from - 1;
+        let mut last_rev = rv;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
@@ -204,21 +216,24 @@ pub async fn serve_as(
                         return;
                     }
                 }
-                change = changes.next() => {
-                    let l = match change {
-                        None => return,
-                        Some(Ok(Change::Compacted(_))) => Some(line("ERROR", &expired(rv))),
-                        Some(Ok(c)) => {
+                next = feed.next() => {
+                    let l = match next {
+                        Next::End => return,
+                        Next::Expired => {
+                            let _ = tx.send(Ok(line("ERROR", &expired(rv)))).await;
+                            return;
+                        }
+                        Next::Error(e) => {
+                            let _ = tx.send(Ok(line("ERROR", &e.status()))).await;
+                            return;
+                        }
+                        Next::Change(c) => {
                             last_rev = revision_of(&c).max(last_rev);
                             match event(&c, &filter) {
                                 Ok(Some((t, obj))) => Some(enc.event(t, &obj)),
                                 Ok(None) => None,
                                 Err(e) => Some(line("ERROR", &e.status())),
                             }
-                        }
-                        Some(Err(e)) => {
-                            let _ = tx.send(Ok(line("ERROR", &store_error(e).status()))).await;
-                            return;
                         }
                     };
                     if let Some(l) = l {
@@ -239,10 +254,73 @@ pub async fn serve_as(
         .expect("valid response"))
 }
 
-fn revision_of(c: &Change) -> i64 {
-    match c {
-        Change::Put { item, .. } => item.mod_revision,
-        Change::Delete { revision, .. } => *revision,
-        Change::Compacted(r) => *r,
+/// Where a watcher's changes come from.
+enum Feed {
+    /// This apiserver's watch cache.
+    Cached {
+        backlog: std::collections::VecDeque<Arc<Change>>,
+        live: tokio::sync::broadcast::Receiver<Msg>,
+        prefix: String,
+        after: i64,
+    },
+    /// A store watch of its own (a start revision older than the cache's window).
+    Direct(
+        std::pin::Pin<
+            Box<dyn futures::Stream<Item = Result<Change, crate::store::StoreError>> + Send>,
+        >,
+    ),
+    /// The start revision was compacted.
+    Expired,
+}
+
+/// The next thing a watcher hears.
+enum Next {
+    Change(Arc<Change>),
+    /// Too old (compacted, or the watcher fell behind the cache): the client relists.
+    Expired,
+    Error(ApiError),
+    End,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Next {
+        match self {
+            Feed::Expired => Next::Expired,
+            Feed::Direct(s) => match s.next().await {
+                None => Next::End,
+                Some(Ok(Change::Compacted(_))) => Next::Expired,
+                Some(Ok(c)) => Next::Change(Arc::new(c)),
+                Some(Err(e)) => Next::Error(store_error(e)),
+            },
+            Feed::Cached {
+                backlog,
+                live,
+                prefix,
+                after,
+            } => {
+                if let Some(c) = backlog.pop_front() {
+                    return Next::Change(c);
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(Msg::Change(c)) => {
+                            let key = match c.as_ref() {
+                                Change::Put { item, .. } => item.key.as_str(),
+                                Change::Delete { prev, .. } => prev.key.as_str(),
+                                Change::Compacted(_) => continue,
+                            };
+                            if key.starts_with(prefix.as_str()) && revision_of(&c) > *after {
+                                return Next::Change(c);
+                            }
+                        }
+                        Ok(Msg::Reset)
+                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            return Next::Expired
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Next::End,
+                    }
+                }
+            }
+        }
     }
 }
