@@ -7,6 +7,8 @@
 //!  object.rs      metadata rules on create/update                        (pure)
 //!  defaults.rs    defaulting of built-in types                           (pure)
 //!  validation.rs  validation of built-in types                           (pure)
+//!  openapi.rs     OpenAPI v3 documents of the served types               (pure)
+//!  fields.rs      unknown/duplicate fields (`fieldValidation`)           (pure)
 //!  patch.rs       JSON patch / merge patch / dispatch                    (pure)
 //!  strategic.rs   strategic merge patch                                  (pure)
 //!  selectors.rs   label and field selectors                              (pure)
@@ -18,8 +20,10 @@
 //! the store's `mod_revision` as their `resourceVersion`, so several replicas behave as one.
 
 pub mod defaults;
+pub mod fields;
 pub mod metrics;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod resources;
 pub mod selectors;
