@@ -165,6 +165,14 @@ fn schemas(resources: &[&Resource]) -> Map<String, Value> {
             "x-kubernetes-group-version-kind".into(),
             json!([gvk(res, res.kind)]),
         );
+        // k8s-openapi marks `metadata` required because its Rust field is not an Option;
+        // Kubernetes does not (a create may name the object through `generateName`).
+        if let Some(Value::Array(required)) = schema.get_mut("required") {
+            required.retain(|f| f != "metadata");
+            if required.is_empty() {
+                schema.remove("required");
+            }
+        }
         let list_name = format!("{name}List");
         defs.insert(list_name, list_schema(res, &name));
     }
@@ -541,6 +549,7 @@ mod tests {
             json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
         );
         assert!(d["description"].as_str().unwrap().contains("Deployment"));
+        assert!(d.get("required").is_none(), "metadata is not required");
         assert_eq!(
             d["properties"]["metadata"]["allOf"][0]["$ref"],
             "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
