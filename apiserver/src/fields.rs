@@ -54,7 +54,7 @@ impl FieldValidation {
 }
 
 /// One unknown or duplicate field, with its path (`spec.template.spec.containers[0].foo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FieldProblem {
     /// The schema has no such field.
     Unknown(String),
@@ -341,7 +341,8 @@ mod tests {
         obj["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
         obj["metadata"]["nme"] = Value::Null;
         obj["extra"] = json!({"a": 1});
-        let found = prune_unknown(all_schemas(), DEPLOYMENT, &mut obj);
+        let mut found = prune_unknown(all_schemas(), DEPLOYMENT, &mut obj);
+        found.sort();
         assert_eq!(
             found,
             vec![
