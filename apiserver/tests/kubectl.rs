@@ -556,6 +556,10 @@ fn kubectl_end_to_end() {
         .fails(&["get", "cm", "dry", "-n", "shop"])
         .contains("NotFound"));
 
+    let out = k.ok(&["delete", "cm", "cfg", "-n", "shop", "--dry-run=server"]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    k.ok(&["get", "cm", "cfg", "-n", "shop"]);
+
     // delete waits until the object is gone; deleting the namespace takes its contents.
     assert!(k
         .ok(&["delete", "deploy", "web", "-n", "shop"])

@@ -232,7 +232,7 @@ async fn resource(
                 let opts = WriteOptions::from_query(q, "CreateOptions")?;
                 api.create(res, ns, &opts, body).await
             }
-            Method::DELETE if dry_run(q, "DeleteOptions")? => api.list(res, ns, q).await,
+            Method::DELETE if dry_run(q, body)? => api.list(res, ns, q).await,
             Method::DELETE => api.delete_collection(res, ns, q).await,
             m => Err(not_allowed(&m, res.plural)),
         },
@@ -246,7 +246,7 @@ async fn resource(
                 let opts = WriteOptions::from_query(q, "PatchOptions")?;
                 api.patch(res, ns, name, UpdateScope::Main, &opts, content_type, body).await
             }
-            Method::DELETE if dry_run(q, "DeleteOptions")? => api.get(res, ns, name).await,
+            Method::DELETE if dry_run(q, body)? => api.get(res, ns, name).await,
             Method::DELETE => api.delete(res, ns, name, body).await,
             m => Err(not_allowed(&m, res.plural)),
         },
@@ -274,11 +274,11 @@ async fn resource(
     }
 }
 
-/// Whether a delete is `dryRun=All` (answered with what would be deleted, deleting nothing).
-fn dry_run(q: &Query, options_kind: &str) -> ApiResult<bool> {
-    rest::parse_dry_run(q).map_err(|detail| {
+/// Whether a delete is a dry run (answered with what would be deleted, deleting nothing).
+fn dry_run(q: &Query, body: &[u8]) -> ApiResult<bool> {
+    rest::delete_dry_run(q, body).map_err(|detail| {
         ApiError::unprocessable(format!(
-            "{options_kind}.meta.k8s.io \"\" is invalid: {detail}"
+            "DeleteOptions.meta.k8s.io \"\" is invalid: {detail}"
         ))
     })
 }

@@ -122,6 +122,28 @@ pub fn parse_dry_run(q: &Query) -> Result<bool, String> {
     }
 }
 
+/// Whether a DELETE is a dry run: `dryRun=All` in the query, or `"dryRun": ["All"]` in its
+/// DeleteOptions body (where client-go puts it). A body that is not JSON is left for the
+/// delete itself to refuse.
+pub fn delete_dry_run(q: &Query, body: &[u8]) -> Result<bool, String> {
+    let in_query = parse_dry_run(q)?;
+    let Ok(opts) = serde_json::from_slice::<Value>(body) else {
+        return Ok(in_query);
+    };
+    let mut in_body = false;
+    for v in opts["dryRun"].as_array().into_iter().flatten() {
+        match v.as_str() {
+            Some("All") => in_body = true,
+            _ => {
+                return Err(format!(
+                    "dryRun: Unsupported value: {v}: supported values: \"All\""
+                ))
+            }
+        }
+    }
+    Ok(in_query || in_body)
+}
+
 /// How a strict field-validation failure reads: decoding a whole object names the kind, as
 /// Kubernetes' create and update handlers do; a patch reports the bare decoding error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -610,6 +632,58 @@ mod tests {
         );
         assert!(decode_continue(&t, "/registry/secrets/").is_err());
         assert!(decode_continue("garbage", "/").is_err());
+    }
+
+    #[test]
+    fn write_options_parse_and_refuse_unknown_values() {
+        // kubectl sends dryRun in the query for writes and in the DeleteOptions body for
+        // deletes; both must be honoured, or a "dry run" deletes for real.
+        let q = Query::parse(Some("fieldValidation=Strict&dryRun=All"));
+        assert_eq!(
+            WriteOptions::from_query(&q, "CreateOptions").unwrap(),
+            WriteOptions {
+                validation: FieldValidation::Strict,
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            WriteOptions::from_query(&Query::parse(None), "CreateOptions").unwrap(),
+            WriteOptions::default()
+        );
+        let e = WriteOptions::from_query(&Query::parse(Some("dryRun=Some")), "PatchOptions")
+            .unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message.starts_with(
+                "PatchOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \"Some\""
+            ),
+            "{}",
+            e.message
+        );
+        let none = Query::parse(None);
+        assert_eq!(
+            delete_dry_run(&none, br#"{"kind":"DeleteOptions","dryRun":["All"]}"#),
+            Ok(true)
+        );
+        assert_eq!(
+            delete_dry_run(&none, br#"{"propagationPolicy":"Background"}"#),
+            Ok(false)
+        );
+        assert_eq!(delete_dry_run(&none, b""), Ok(false));
+        assert_eq!(
+            delete_dry_run(&Query::parse(Some("dryRun=All")), b""),
+            Ok(true)
+        );
+        assert!(delete_dry_run(&none, br#"{"dryRun":["Some"]}"#).is_err());
+    }
+
+    #[test]
+    fn warnings_are_escaped_into_valid_headers() {
+        assert_eq!(
+            warning_value("unknown field \"spec.foo\""),
+            r#"299 - "unknown field \"spec.foo\"""#
+        );
+        assert_eq!(warning_value("a\\b\u{e9}\n"), r#"299 - "a\\b??""#);
     }
 
     #[test]
