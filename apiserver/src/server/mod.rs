@@ -1,10 +1,11 @@
 //! The HTTP server: routes every request under `/api` and `/apis` to discovery or a
-//! resource verb, plus `/version`, `/healthz`, `/readyz`, `/livez` and `/metrics`.
+//! resource verb, plus `/openapi/v3`, `/version`, `/healthz`, `/readyz`, `/livez` and
+//! `/metrics`.
 //!
 //! ```text
 //!  kubectl ──HTTP──► router ─► route::parse ─► discovery | rest (CRUD) | watch
-//!                                                   │
-//!                                                   ▼ etcd v3 (store.rs)
+//!                     │                             │ fields.rs (fieldValidation)
+//!                     └─► openapi (/openapi/v3)     ▼ etcd v3 (store.rs)
 //!                                              skiff-store members
 //! ```
 
