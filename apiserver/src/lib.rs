@@ -8,6 +8,8 @@
 //!  defaults.rs    defaulting of built-in types                           (pure)
 //!  validation.rs  validation of built-in types                           (pure)
 //!  protobuf.rs    kubectl generators' protobuf bodies → JSON             (pure)
+//!  openapi.rs     OpenAPI v3 documents of the served types               (pure)
+//!  fields.rs      unknown/duplicate fields (`fieldValidation`)           (pure)
 //!  patch.rs       JSON patch / merge patch / dispatch                    (pure)
 //!  strategic.rs   strategic merge patch                                  (pure)
 //!  selectors.rs   label and field selectors                              (pure)
@@ -20,8 +22,10 @@
 //! the store's `mod_revision` as their `resourceVersion`, so several replicas behave as one.
 
 pub mod defaults;
+pub mod fields;
 pub mod metrics;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;

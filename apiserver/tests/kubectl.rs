@@ -240,6 +240,27 @@ data:
   a: \"1\"
 ";
 
+/// A deployment with two misspelled fields.
+const TYPO: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: typo
+  namespace: shop
+spec:
+  replicas: 1
+  replicass: 3
+  selector:
+    matchLabels: {app: typo}
+  template:
+    metadata:
+      labels: {app: typo}
+    spec:
+      containers:
+      - name: c
+        image: nginx
+        imagePullPolicyy: Always
+";
+
 #[test]
 fn kubectl_end_to_end() {
     let (procs, urls) = start();
@@ -342,7 +363,7 @@ fn kubectl_end_to_end() {
     let file = dir.join("app.yaml");
     std::fs::write(&file, APP).unwrap();
     let f = file.to_str().unwrap();
-    let out = k.ok(&["apply", "-f", f, "--validate=false"]);
+    let out = k.ok(&["apply", "-f", f]);
     for line in [
         "namespace/shop created",
         "deployment.apps/web created",
@@ -357,7 +378,7 @@ fn kubectl_end_to_end() {
             .replace("nginx:1.25", "nginx:1.26"),
     )
     .unwrap();
-    let out = k.ok(&["apply", "-f", f, "--validate=false"]);
+    let out = k.ok(&["apply", "-f", f]);
     assert!(
         out.contains("deployment.apps/web configured") && out.contains("configmap/cfg unchanged"),
         "{out}"
@@ -463,7 +484,7 @@ fn kubectl_end_to_end() {
         .unwrap();
     let out = k
         .cmd(&urls[0])
-        .args(["edit", "cm", "cfg", "-n", "shop", "--validate=false"])
+        .args(["edit", "cm", "cfg", "-n", "shop"])
         .env("KUBE_EDITOR", editor.to_str().unwrap())
         .output()
         .unwrap();
@@ -523,19 +544,19 @@ fn kubectl_end_to_end() {
     assert!(seen.lines().any(|l| l == "changed"), "watch saw: {seen:?}");
 
     // Errors come back as Kubernetes statuses.
-    let e = k.fails(&["apply", "-f", f, "--validate=false", "--server-side"]);
+    let e = k.fails(&["apply", "-f", f, "--server-side"]);
     assert!(
         e.contains("UnsupportedMediaType") || e.contains("not supported"),
         "{e}"
     );
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\n  namespace: shop\nspec:\n  containers: []\n").unwrap();
-    let e = k.fails(&["create", "-f", bad.to_str().unwrap(), "--validate=false"]);
+    let e = k.fails(&["create", "-f", bad.to_str().unwrap()]);
     assert!(
         e.contains("is invalid") && e.contains("metadata.name"),
         "{e}"
     );
-    let e = k.fails(&["create", "-f", f, "--validate=false"]);
+    let e = k.fails(&["create", "-f", f]);
     assert!(e.contains("AlreadyExists"), "{e}");
     let e = k.fails(&["get", "deploy", "nope", "-n", "shop"]);
     assert!(
@@ -544,6 +565,72 @@ fn kubectl_end_to_end() {
     );
     let e = k.fails(&["get", "cm", "-n", "missing-ns", "x"]);
     assert!(e.contains("NotFound"), "{e}");
+
+    // OpenAPI v3: explain reads the schemas; --validate (strict by default) finds the
+    // fieldValidation parameter and lets the server refuse unknown fields, storing nothing;
+    // --validate=warn stores the object without them and prints the server's warnings.
+    let out = k.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        out.contains("DeploymentStrategy")
+            && out.contains("rollingUpdate")
+            && out.contains("RollingUpdate")
+            && out.contains("type"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "pods"]);
+    assert!(
+        out.contains("KIND:") && out.contains("Pod") && out.contains("spec\t<PodSpec>"),
+        "{out}"
+    );
+    let typo = dir.join("typo.yaml");
+    std::fs::write(&typo, TYPO).unwrap();
+    let typo = typo.to_str().unwrap();
+    let e = k.fails(&["apply", "-f", typo]);
+    assert!(
+        e.contains("BadRequest")
+            && e.contains(r#"strict decoding error: unknown field "spec.replicass""#),
+        "{e}"
+    );
+    assert!(k
+        .fails(&["get", "deploy", "typo", "-n", "shop"])
+        .contains("NotFound"));
+    let out = k.run(&["apply", "-f", typo, "--validate=warn"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: unknown field "spec.replicass""#)
+            && stderr.contains(
+                r#"Warning: unknown field "spec.template.spec.containers[0].imagePullPolicyy""#
+            ),
+        "{stderr}"
+    );
+    // (The last-applied annotation keeps the manifest as written, typos included.)
+    let stored: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deploy", "typo", "-n", "shop", "-o", "json"]))
+            .unwrap();
+    assert_eq!(stored["spec"]["replicas"], 1);
+    assert!(stored["spec"].get("replicass").is_none(), "{stored}");
+    let container = &stored["spec"]["template"]["spec"]["containers"][0];
+    assert!(container.get("imagePullPolicyy").is_none(), "{container}");
+    // A server-side dry run validates but stores nothing.
+    let dry = dir.join("dry.yaml");
+    std::fs::write(
+        &dry,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\n  namespace: shop\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    let out = k.ok(&["create", "-f", dry.to_str().unwrap(), "--dry-run=server"]);
+    assert!(
+        out.contains("configmap/dry created (server dry run)"),
+        "{out}"
+    );
+    assert!(k
+        .fails(&["get", "cm", "dry", "-n", "shop"])
+        .contains("NotFound"));
+
+    let out = k.ok(&["delete", "cm", "cfg", "-n", "shop", "--dry-run=server"]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    k.ok(&["get", "cm", "cfg", "-n", "shop"]);
 
     // delete waits until the object is gone; deleting the namespace takes its contents.
     assert!(k

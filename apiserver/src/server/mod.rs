@@ -1,16 +1,18 @@
 //! The HTTP server: routes every request under `/api` and `/apis` to discovery or a
-//! resource verb, plus `/version`, `/healthz`, `/readyz`, `/livez` and `/metrics`.
+//! resource verb, plus `/openapi/v3`, `/version`, `/healthz`, `/readyz`, `/livez` and
+//! `/metrics`.
 //!
 //! ```text
 //!  kubectl ──HTTP──► router ─► route::parse ─► discovery | rest (CRUD) | watch
 //!                                    (GET, Accept as=Table) ─► tables ─► rest | watch
-//!                                                   │
-//!                                                   ▼ etcd v3 (store.rs)
+//!                     │                             │ fields.rs (fieldValidation)
+//!                     └─► openapi (/openapi/v3)     ▼ etcd v3 (store.rs)
 //!                                              skiff-store members
 //! ```
 
 pub mod cache;
 pub mod discovery;
+pub mod openapi;
 pub mod rest;
 pub mod route;
 pub mod scale;
@@ -31,6 +33,7 @@ use serde_json::{json, Value};
 use crate::object::UpdateScope;
 use crate::status::{ApiError, ApiResult};
 use crate::store::Store;
+use rest::WriteOptions;
 use route::{Route, Target};
 
 /// Largest request body accepted (Kubernetes' limit is 3 MiB).
@@ -121,6 +124,8 @@ pub fn router(api: Arc<Api>) -> axum::Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*rest}", get(openapi::document))
         .route("/api", axum::routing::any(dispatch))
         .route("/api/{*rest}", axum::routing::any(dispatch))
         .route("/apis", axum::routing::any(dispatch))
@@ -236,21 +241,38 @@ async fn resource(
         (None, _) => match method {
             Method::GET if q.flag("watch") => watch::serve(api.clone(), res, ns, q).await,
             Method::GET => api.list(res, ns, q).await,
-            Method::POST => api.create(res, ns, body).await,
+            Method::POST => {
+                let opts = WriteOptions::from_query(q, "CreateOptions")?;
+                api.create(res, ns, &opts, body).await
+            }
+            Method::DELETE if dry_run(q, body)? => api.list(res, ns, q).await,
             Method::DELETE => api.delete_collection(res, ns, q).await,
             m => Err(not_allowed(&m, res.plural)),
         },
         (Some(name), None) => match method {
             Method::GET => api.get(res, ns, name).await,
-            Method::PUT => api.update(res, ns, name, UpdateScope::Main, body).await,
-            Method::PATCH => api.patch(res, ns, name, UpdateScope::Main, content_type, body).await,
+            Method::PUT => {
+                let opts = WriteOptions::from_query(q, "UpdateOptions")?;
+                api.update(res, ns, name, UpdateScope::Main, &opts, body).await
+            }
+            Method::PATCH => {
+                let opts = WriteOptions::from_query(q, "PatchOptions")?;
+                api.patch(res, ns, name, UpdateScope::Main, &opts, content_type, body).await
+            }
+            Method::DELETE if dry_run(q, body)? => api.get(res, ns, name).await,
             Method::DELETE => api.delete(res, ns, name, body).await,
             m => Err(not_allowed(&m, res.plural)),
         },
         (Some(name), Some("status")) if res.has_status => match method {
             Method::GET => api.get(res, ns, name).await,
-            Method::PUT => api.update(res, ns, name, UpdateScope::Status, body).await,
-            Method::PATCH => api.patch(res, ns, name, UpdateScope::Status, content_type, body).await,
+            Method::PUT => {
+                let opts = WriteOptions::from_query(q, "UpdateOptions")?;
+                api.update(res, ns, name, UpdateScope::Status, &opts, body).await
+            }
+            Method::PATCH => {
+                let opts = WriteOptions::from_query(q, "PatchOptions")?;
+                api.patch(res, ns, name, UpdateScope::Status, &opts, content_type, body).await
+            }
             m => Err(not_allowed(&m, &format!("{}/status", res.plural))),
         },
         (Some(name), Some("scale")) if res.has_scale => {
@@ -263,6 +285,15 @@ async fn resource(
         }
         (Some(_), Some(sub)) => Err(ApiError::no_route(&format!("{}/{sub}", res.plural))),
     }
+}
+
+/// Whether a delete is a dry run (answered with what would be deleted, deleting nothing).
+fn dry_run(q: &Query, body: &[u8]) -> ApiResult<bool> {
+    rest::delete_dry_run(q, body).map_err(|detail| {
+        ApiError::unprocessable(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: {detail}"
+        ))
+    })
 }
 
 fn not_allowed(m: &Method, what: &str) -> ApiError {
@@ -278,7 +309,11 @@ pub async fn ensure_system_namespaces(api: &Api) -> ApiResult<()> {
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let body: Value =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match api.create(nsres, None, body.to_string().as_bytes()).await {
+        let opts = WriteOptions::default();
+        match api
+            .create(nsres, None, &opts, body.to_string().as_bytes())
+            .await
+        {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),

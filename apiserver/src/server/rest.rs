@@ -1,12 +1,13 @@
 //! The REST verbs on resources: create, get, list, update, patch, delete, deletecollection,
 //! and the `status` subresource, over the store with optimistic concurrency.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{Api, Query};
+use crate::fields::{FieldError, FieldProblem, FieldValidation};
 use crate::object::{self, CreateContext, UpdateScope};
 use crate::resources::{Resource, RESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -83,6 +84,123 @@ fn rv_of(obj: &Value) -> ApiResult<Option<i64>> {
     }
 }
 
+/// The options of a create, update or patch, from its query string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// What to do about unknown and duplicate fields.
+    pub validation: FieldValidation,
+    /// `dryRun=All`: validate and answer as if written, but store nothing.
+    pub dry_run: bool,
+}
+
+impl WriteOptions {
+    /// Parses `fieldValidation` and `dryRun`; `options_kind` (`CreateOptions`, ...) names the
+    /// options in the 422 an unsupported value gets, as Kubernetes does.
+    pub fn from_query(q: &Query, options_kind: &str) -> ApiResult<WriteOptions> {
+        let invalid = |detail: String| {
+            ApiError::unprocessable(format!(
+                "{options_kind}.meta.k8s.io \"\" is invalid: {detail}"
+            ))
+        };
+        let validation =
+            FieldValidation::parse(q.get("fieldValidation")).map_err(|e| invalid(e.to_string()))?;
+        Ok(WriteOptions {
+            validation,
+            dry_run: parse_dry_run(q).map_err(invalid)?,
+        })
+    }
+}
+
+/// `dryRun`: absent, empty or `All`.
+pub fn parse_dry_run(q: &Query) -> Result<bool, String> {
+    match q.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        )),
+    }
+}
+
+/// Whether a DELETE is a dry run: `dryRun=All` in the query, or `"dryRun": ["All"]` in its
+/// DeleteOptions body (where client-go puts it). A body that is not JSON is left for the
+/// delete itself to refuse.
+pub fn delete_dry_run(q: &Query, body: &[u8]) -> Result<bool, String> {
+    let in_query = parse_dry_run(q)?;
+    let Ok(opts) = serde_json::from_slice::<Value>(body) else {
+        return Ok(in_query);
+    };
+    let mut in_body = false;
+    for v in opts["dryRun"].as_array().into_iter().flatten() {
+        match v.as_str() {
+            Some("All") => in_body = true,
+            _ => {
+                return Err(format!(
+                    "dryRun: Unsupported value: {v}: supported values: \"All\""
+                ))
+            }
+        }
+    }
+    Ok(in_query || in_body)
+}
+
+/// How a strict field-validation failure reads: decoding a whole object names the kind, as
+/// Kubernetes' create and update handlers do; a patch reports the bare decoding error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    Object,
+    Patch,
+}
+
+/// Checks `obj` for unknown and duplicate fields (dropping unknown ones); returns the
+/// warnings to send, or the 400 a `Strict` request gets.
+fn check_fields(
+    res: &Resource,
+    opts: &WriteOptions,
+    obj: &mut Value,
+    body: Option<&[u8]>,
+    how: Decoding,
+) -> ApiResult<Vec<FieldProblem>> {
+    let schemas = crate::openapi::all_schemas();
+    let root = crate::openapi::schema_name(res);
+    crate::fields::check(opts.validation, schemas, root, obj, body).map_err(|e| match (e, how) {
+        (e @ FieldError::Strict(_), Decoding::Object) => ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
+            kind = res.kind,
+            version = res.version
+        )),
+        (e, _) => ApiError::bad_request(e.to_string()),
+    })
+}
+
+/// A `Warning` header value: `299 - "<text>"` with quotes and backslashes escaped and
+/// anything but printable ASCII replaced, so every text makes a valid header.
+pub fn warning_value(text: &str) -> String {
+    let mut out = String::from("299 - \"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c == ' ' || c.is_ascii_graphic() => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Adds one `Warning` header per problem (kubectl prints each as `Warning: <text>`).
+fn with_warnings(mut resp: Response, warnings: &[FieldProblem]) -> Response {
+    for w in warnings {
+        let value = HeaderValue::from_str(&warning_value(&w.to_string()))
+            .expect("escaped printable ASCII is a valid header value");
+        resp.headers_mut().append(header::WARNING, value);
+    }
+    resp
+}
+
 impl Api {
     /// Fails unless `ns` exists and is not terminating (creates in a namespace).
     async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
@@ -127,9 +245,11 @@ impl Api {
         &self,
         res: &Resource,
         ns: Option<&str>,
+        opts: &WriteOptions,
         body: &[u8],
     ) -> ApiResult<Response> {
         let mut obj = object::parse_body(body)?;
+        let warnings = check_fields(res, opts, &mut obj, Some(body), Decoding::Object)?;
         let ctx = CreateContext {
             namespace: ns,
             uid: new_uid(),
@@ -146,6 +266,14 @@ impl Api {
         }
         let ns = object::meta_str(&obj, "namespace").map(str::to_string);
         let key = res.key(ns.as_deref(), &name);
+        if opts.dry_run {
+            let (existing, _) = self.store.get(&key).await.map_err(store_error)?;
+            if existing.is_some() {
+                return Err(ApiError::already_exists(res, &name));
+            }
+            let resp = json_response(StatusCode::CREATED, &obj);
+            return Ok(with_warnings(resp, &warnings));
+        }
         let rev = match self.store.put_if(&key, encode(&obj), 0).await {
             Ok(rev) => rev,
             Err(StoreError::RevisionMismatch) => return Err(ApiError::already_exists(res, &name)),
@@ -153,7 +281,10 @@ impl Api {
         };
         object::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
         tracing::debug!(resource = res.plural, name, rev, "created");
-        Ok(json_response(StatusCode::CREATED, &obj))
+        Ok(with_warnings(
+            json_response(StatusCode::CREATED, &obj),
+            &warnings,
+        ))
     }
 
     /// GET on an object.
@@ -235,21 +366,29 @@ impl Api {
         ns: Option<&str>,
         name: &str,
         scope: UpdateScope,
+        opts: &WriteOptions,
         body: &[u8],
     ) -> ApiResult<Response> {
         let mut obj = object::parse_body(body)?;
+        let warnings = check_fields(res, opts, &mut obj, Some(body), Decoding::Object)?;
         let wanted_rv = rv_of(&obj)?;
         let (old, old_rev) = self.read(res, ns, name).await?;
         if wanted_rv.is_some_and(|rv| rv != old_rev) {
             return Err(ApiError::conflict(res, name));
         }
         let saved = self
-            .write_update(res, ns, name, &mut obj, &old, old_rev, scope)
+            .write_update(res, ns, name, &mut obj, &old, old_rev, scope, opts.dry_run)
             .await?;
-        Ok(json_response(StatusCode::OK, &saved))
+        Ok(with_warnings(
+            json_response(StatusCode::OK, &saved),
+            &warnings,
+        ))
     }
 
     /// Validates and stores `new` over `old` (read at `old_rev`); returns the stored object.
+    /// With `dry_run` nothing is stored and the validated object is returned.
+    // The arguments are the update's identity, both versions and two orthogonal switches;
+    // a struct would only be built to be taken apart again here.
     #[allow(clippy::too_many_arguments)]
     pub async fn write_update(
         &self,
@@ -260,11 +399,15 @@ impl Api {
         old: &Value,
         old_rev: i64,
         scope: UpdateScope,
+        dry_run: bool,
     ) -> ApiResult<Value> {
         object::prepare_update(res, new, old, scope)?;
         crate::defaults::apply(res, new);
         crate::validation::validate(res, new)?;
         crate::validation::validate_update(res, new, old)?;
+        if dry_run {
+            return Ok(new.clone());
+        }
         let key = res.key(ns, name);
         // Removing the last finalizer of an object being deleted completes the deletion.
         if object::meta_str(new, "deletionTimestamp").is_some() && finalizers(new).is_empty() {
@@ -291,13 +434,26 @@ impl Api {
         ns: Option<&str>,
         name: &str,
         scope: UpdateScope,
+        opts: &WriteOptions,
         content_type: &str,
         body: &[u8],
     ) -> ApiResult<Response> {
         let kind = content_type.split(';').next().unwrap_or("").trim();
+        // Merge patches are partial objects, so their repeated keys have object paths.
+        let object_shaped = matches!(
+            kind,
+            "application/merge-patch+json" | "application/strategic-merge-patch+json"
+        );
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let (old, old_rev) = self.read(res, ns, name).await?;
             let mut new = crate::patch::apply(kind, &old, body)?;
+            let warnings = check_fields(
+                res,
+                opts,
+                &mut new,
+                object_shaped.then_some(body),
+                Decoding::Patch,
+            )?;
             if let Some(rv) = rv_of(&new)? {
                 if rv != old_rev
                     && object::meta_str(&new, "resourceVersion")
@@ -307,12 +463,15 @@ impl Api {
                 }
             }
             match self
-                .write_update(res, ns, name, &mut new, &old, old_rev, scope)
+                .write_update(res, ns, name, &mut new, &old, old_rev, scope, opts.dry_run)
                 .await
             {
                 Err(e) if e.reason == "Conflict" && attempt + 1 < MAX_RMW_ATTEMPTS => continue,
                 Err(e) => return Err(e),
-                Ok(saved) => return Ok(json_response(StatusCode::OK, &saved)),
+                Ok(saved) => {
+                    let resp = json_response(StatusCode::OK, &saved);
+                    return Ok(with_warnings(resp, &warnings));
+                }
             }
         }
         Err(ApiError::conflict(res, name))
@@ -484,6 +643,58 @@ mod tests {
         );
         assert!(decode_continue(&t, "/registry/secrets/").is_err());
         assert!(decode_continue("garbage", "/").is_err());
+    }
+
+    #[test]
+    fn write_options_parse_and_refuse_unknown_values() {
+        // kubectl sends dryRun in the query for writes and in the DeleteOptions body for
+        // deletes; both must be honoured, or a "dry run" deletes for real.
+        let q = Query::parse(Some("fieldValidation=Strict&dryRun=All"));
+        assert_eq!(
+            WriteOptions::from_query(&q, "CreateOptions").unwrap(),
+            WriteOptions {
+                validation: FieldValidation::Strict,
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            WriteOptions::from_query(&Query::parse(None), "CreateOptions").unwrap(),
+            WriteOptions::default()
+        );
+        let e = WriteOptions::from_query(&Query::parse(Some("dryRun=Some")), "PatchOptions")
+            .unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message.starts_with(
+                "PatchOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \"Some\""
+            ),
+            "{}",
+            e.message
+        );
+        let none = Query::parse(None);
+        assert_eq!(
+            delete_dry_run(&none, br#"{"kind":"DeleteOptions","dryRun":["All"]}"#),
+            Ok(true)
+        );
+        assert_eq!(
+            delete_dry_run(&none, br#"{"propagationPolicy":"Background"}"#),
+            Ok(false)
+        );
+        assert_eq!(delete_dry_run(&none, b""), Ok(false));
+        assert_eq!(
+            delete_dry_run(&Query::parse(Some("dryRun=All")), b""),
+            Ok(true)
+        );
+        assert!(delete_dry_run(&none, br#"{"dryRun":["Some"]}"#).is_err());
+    }
+
+    #[test]
+    fn warnings_are_escaped_into_valid_headers() {
+        assert_eq!(
+            warning_value("unknown field \"spec.foo\""),
+            r#"299 - "unknown field \"spec.foo\"""#
+        );
+        assert_eq!(warning_value("a\\b\u{e9}\n"), r#"299 - "a\\b??""#);
     }
 
     #[test]

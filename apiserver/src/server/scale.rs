@@ -90,7 +90,16 @@ pub async fn serve(
         let mut updated = parent.clone();
         updated["spec"]["replicas"] = json!(replicas);
         match api
-            .write_update(res, ns, name, &mut updated, &parent, rev, UpdateScope::Main)
+            .write_update(
+                res,
+                ns,
+                name,
+                &mut updated,
+                &parent,
+                rev,
+                UpdateScope::Main,
+                false,
+            )
             .await
         {
             Ok(saved) => return Ok(axum::Json(scale_of(&saved)).into_response()),
