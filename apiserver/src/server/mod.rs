@@ -61,9 +61,13 @@ impl Query {
         self.0.get(k).map(String::as_str)
     }
 
-    /// A boolean parameter (`true`/`1`).
+    /// A boolean parameter, read as Go's `strconv.ParseBool` reads it (the Python client
+    /// sends `watch=True`).
     pub fn flag(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("true" | "1"))
+        matches!(
+            self.get(k),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 }
 
@@ -116,10 +120,9 @@ pub struct Api {
 /// The router of the whole server.
 pub fn router(api: Arc<Api>) -> axum::Router {
     axum::Router::new()
-        .route(
-            "/version",
-            get(|| async { axum::Json(discovery::version()) }),
-        )
+        .route("/version", get(version))
+        // The Python client asks for `/version/`.
+        .route("/version/", get(version))
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -134,6 +137,10 @@ pub fn router(api: Arc<Api>) -> axum::Router {
             |req: Request| async move { ApiError::no_route(req.uri().path()).into_response() },
         )
         .with_state(api)
+}
+
+async fn version() -> axum::Json<Value> {
+    axum::Json(discovery::version())
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
@@ -349,6 +356,8 @@ mod tests {
         ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
+        assert!(Query::parse(Some("watch=True")).flag("watch"));
+        assert!(!Query::parse(Some("watch=false")).flag("watch"));
         assert_eq!(q.get("limit"), Some("500"));
         assert_eq!(q.get("x"), Some(""));
         assert_eq!(Query::parse(Some("a=%zz")).get("a"), Some("%zz"));
