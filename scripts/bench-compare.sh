@@ -114,7 +114,7 @@ run_pair 2 range-l-1000 --conns 100 --clients 1000 range bench-range-key --consi
 run_pair 3 range-s-1000 --conns 100 --clients 1000 range bench-range-key --consistency s --total $rng
 run_pair 4 txn-put-100 --target-leader --conns 10 --clients 100 txn-put --txn-ops 4 --total $txn "${kv[@]}"
 run_pair 5 lease-keepalive-100 --target-leader --conns 10 --clients 100 lease-keepalive --total $lka
-run_pair 6 watch-latency-1000 --conns 10 --clients 1 watch-latency --watchers 1000 --streams 10 \
+run_pair 6 watch-latency-1000 --conns 10 --clients 4 watch-latency --watchers 1000 --streams 10 \
   --put-total $wput --put-rate 100 --val-size 256
 
 if wanted load; then

@@ -69,8 +69,14 @@ def row(name, desc, kind, goal):
     if e is None and s is None and not os.path.exists(os.path.join(raw, f"{name}.etcd.err")):
         return None
     if e is None or s is None:
-        why = f"etcd: {error_of(name, 'etcd')}" if e is None else f"skiff: {error_of(name, 'skiff')}"
-        return f"| {desc} | n/a | | | | | | failed ({why}) |"
+        # Show the side that ran, and why the other did not.
+        who, ran = ("etcd", s) if e is None else ("skiff", e)
+        cells = ["", "", "", "", ""]
+        if ran is not None:
+            cells = [f"{ran['ops_per_sec']:,.0f}", fmt_lat(ran)]
+            cells = [cells[0], "n/a", "n/a", cells[1], "n/a"] if e is not None else \
+                ["n/a", cells[0], "n/a", "n/a", cells[1]]
+        return f"| {desc} | {' | '.join(cells)} | n/a | | **failed** on {who}: {error_of(name, who)} |"
     ops_r = s["ops_per_sec"] / e["ops_per_sec"] if e["ops_per_sec"] else float("nan")
     ratio = lambda k: s["latency_ms"][k] / e["latency_ms"][k] if e["latency_ms"][k] else float("nan")
     p50_r, p99_r = ratio("p50"), ratio("p99")

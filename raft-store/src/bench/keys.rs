@@ -41,14 +41,21 @@ impl KeyGen {
     }
 
     /// The key written by request `seq` (its `op`-th put when a request holds several).
+    /// The keys of one request are distinct while `ops_per_request <= key space` (a Txn
+    /// may not put one key twice): sequential keys are consecutive, random ones start at a
+    /// random index and continue consecutively.
     pub fn key(&self, seq: u64, ops_per_request: u64, op: u64) -> Vec<u8> {
-        let n = seq.wrapping_mul(ops_per_request).wrapping_add(op);
         let index = if self.sequential {
-            n % self.space
+            seq.wrapping_mul(ops_per_request).wrapping_add(op) % self.space
         } else {
-            mix64(n) % self.space
+            (mix64(seq) % self.space + op) % self.space
         };
         format!("{index:0width$}", width = self.key_size).into_bytes()
+    }
+
+    /// Distinct keys.
+    pub fn space(&self) -> u64 {
+        self.space
     }
 
     /// The value every put writes.
@@ -108,6 +115,16 @@ mod tests {
         assert!(keys
             .iter()
             .all(|k| k.len() == 4 && k.as_slice() < b"0100".as_slice()));
+    }
+
+    // The random keys of one multi-put request never repeat (etcd rejects such a Txn).
+    #[test]
+    fn keys_of_one_request_are_distinct() {
+        let g = KeyGen::new(&opts(2, 10, false)).unwrap();
+        for seq in 0..100 {
+            let keys: HashSet<Vec<u8>> = (0..10).map(|op| g.key(seq, 10, op)).collect();
+            assert_eq!(keys.len(), 10, "request {seq}");
+        }
     }
 
     // A key space that cannot be written in key_size digits is rejected with the fix.

@@ -26,8 +26,16 @@ impl TxnPut {
                 "--txn-ops must be at least 1".into(),
             ));
         }
+        let keys = KeyGen::new(&o.kv)?;
+        if o.txn_ops as u64 > keys.space() {
+            return Err(BenchError::InvalidOptions(format!(
+                "--txn-ops {} exceeds --key-space-size {}: a Txn may not put one key twice",
+                o.txn_ops,
+                keys.space()
+            )));
+        }
         Ok(TxnPut {
-            keys: Arc::new(KeyGen::new(&o.kv)?),
+            keys: Arc::new(keys),
             ops: o.txn_ops as u64,
         })
     }
