@@ -106,7 +106,15 @@ fn normalize(text: &str, lease: &str) -> String {
     ] {
         t = Regex::new(re).unwrap().replace_all(&t, with).into_owned();
     }
-    t
+    // etcd 3.4 lists a lease's keys in map order (random); compare them sorted.
+    Regex::new(r"attached keys\(\[([^\]]*)\]\)")
+        .unwrap()
+        .replace_all(&t, |c: &regex::Captures| {
+            let mut keys: Vec<&str> = c[1].split(' ').collect();
+            keys.sort_unstable();
+            format!("attached keys([{}])", keys.join(" "))
+        })
+        .into_owned()
 }
 
 fn grant_lease(endpoints: &str) -> String {

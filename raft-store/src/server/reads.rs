@@ -89,9 +89,12 @@ async fn round_loop(proposer: Proposer, mut rx: mpsc::Receiver<Waiter>, timeout:
 
 /// One ReadIndex round: the commit index a read must wait for.
 async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiError> {
-    for _ in 0..3 {
+    // A leader that is handing over (or just lost) leadership answers NotLeader; keep
+    // asking until a leader answers or the read's own timeout passes.
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
         let res = match proposer.leader().await? {
-            LeaderRef::Me => leader_read_index(proposer.raft()).await,
+            LeaderRef::Me => leader_read_index(proposer).await,
             LeaderRef::Other(id, node) => {
                 let conn = proposer.peers().get(id, &node).map_err(errors::internal)?;
                 conn.call::<_, Result<u64, ProposeError>>(PeerMethod::ReadIndex, &(), timeout)
@@ -109,8 +112,13 @@ async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiEr
 }
 
 /// On the leader: confirm leadership with a quorum and return the index to wait for.
-pub async fn leader_read_index(raft: &Raft) -> Result<u64, ProposeError> {
-    match raft.get_read_log_id().await {
+/// Refused while leadership is being handed over: the round's heartbeats would renew the
+/// followers' lease that the transfer waits out.
+pub async fn leader_read_index(proposer: &Proposer) -> Result<u64, ProposeError> {
+    if proposer.is_transferring() {
+        return Err(ProposeError::NotLeader);
+    }
+    match proposer.raft().get_read_log_id().await {
         Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
         Err(openraft::error::RaftError::APIError(_)) => Err(ProposeError::NotLeader),
         Err(e) => Err(ProposeError::Api(errors::internal(e))),
