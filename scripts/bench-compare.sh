@@ -6,7 +6,7 @@
 # disk, runs the same skiff-bench workloads against each, alternating which store goes first,
 # and writes one Markdown table with the ratio skiff/etcd per workload, the goals of the
 # benchmark issue and whether each is met, plus the members' RSS after loading 1M keys and
-# their peak RSS (VmHWM from /proc).
+# their peak RSS (VmHWM from /proc), and the CPU time the members spent per operation.
 #
 # Usage: scripts/bench-compare.sh [--quick] [--out FILE] [--only NAME,NAME...] [--keep]
 #   --quick   smaller totals (about 2-3 minutes instead of about 10)
@@ -78,6 +78,16 @@ rss_kib() {
   echo "$max"
 }
 
+# cpu_ticks FLAVOR: user+system CPU of the flavor's three members so far, in clock ticks.
+cpu_ticks() {
+  local sum=0 i
+  for i in 0 1 2; do
+    # Fields 14 and 15 of /proc/PID/stat; the command name has no spaces for these binaries.
+    sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/${pids[$1$i]}/stat")))
+  done
+  echo "$sum"
+}
+
 wanted() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 # run_pair INDEX NAME ARGS...: runs the workload on both stores, etcd first on even indexes.
@@ -88,9 +98,11 @@ run_pair() {
   for who in $order; do
     local base=41000; [ "$who" = skiff ] && base=42000
     echo "== $name on $who: skiff-bench --endpoints $(endpoints $base) $*" >&2
+    local before; before=$(cpu_ticks "$who")
     if ! "$bench" --endpoints "$(endpoints $base)" --json "$@" >"$raw/$name.$who.json" 2>"$raw/$name.$who.err"; then
       echo "   failed: $(tail -1 "$raw/$name.$who.err")" >&2
     fi
+    echo "$(($(cpu_ticks "$who") - before)) $(getconf CLK_TCK)" >"$raw/$name.$who.cpu"
     sleep 1 # let compaction/flush from the previous run settle a little
   done
 }

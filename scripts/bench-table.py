@@ -3,7 +3,8 @@
 
 Usage: bench-table.py RAW_DIR LOADED_KEYS HEADER
 RAW_DIR holds NAME.etcd.json / NAME.skiff.json per workload (one skiff-bench --json report
-each), rss.{etcd,skiff} (VmRSS after the key load, KiB) and hwm.{etcd,skiff} (VmHWM, KiB).
+each), NAME.{etcd,skiff}.cpu ("TICKS CLK_TCK": the three members' user+system CPU during
+the run), rss.{etcd,skiff} (VmRSS after the key load, KiB) and hwm.{etcd,skiff} (VmHWM, KiB).
 Ratios are skiff/etcd: above 1 is better for throughput, below 1 is better for latency and
 memory. The goals are those of the benchmark issue.
 """
@@ -64,6 +65,24 @@ def fmt_lat(r):
     return f"{l['p50']:.2f} / {l['p99']:.2f}"
 
 
+def cpu_us_per_op(name, who, report):
+    """Member CPU (all three members) per operation, in microseconds; None if unknown."""
+    try:
+        with open(os.path.join(raw, f"{name}.{who}.cpu")) as f:
+            ticks, hz = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    ops = report["watch"]["puts"] if report.get("watch") else report["requests"]
+    return ticks * 1e6 / hz / ops if ops else None
+
+
+def fmt_cpu(name, e, s):
+    ce, cs = cpu_us_per_op(name, "etcd", e), cpu_us_per_op(name, "skiff", s)
+    if ce is None or cs is None:
+        return ""
+    return f"{ce:,.0f} / {cs:,.0f}"
+
+
 def row(name, desc, kind, goal):
     e, s = load(name, "etcd"), load(name, "skiff")
     if e is None and s is None and not os.path.exists(os.path.join(raw, f"{name}.etcd.err")):
@@ -76,14 +95,14 @@ def row(name, desc, kind, goal):
             cells = [f"{ran['ops_per_sec']:,.0f}", fmt_lat(ran)]
             cells = [cells[0], "n/a", "n/a", cells[1], "n/a"] if e is not None else \
                 ["n/a", cells[0], "n/a", "n/a", cells[1]]
-        return f"| {desc} | {' | '.join(cells)} | n/a | | **failed** on {who}: {error_of(name, who)} |"
+        return f"| {desc} | {' | '.join(cells)} | n/a | | | **failed** on {who}: {error_of(name, who)} |"
     ops_r = s["ops_per_sec"] / e["ops_per_sec"] if e["ops_per_sec"] else float("nan")
     ratio = lambda k: s["latency_ms"][k] / e["latency_ms"][k] if e["latency_ms"][k] else float("nan")
     p50_r, p99_r = ratio("p50"), ratio("p99")
     errs = f"{e['errors']} / {s['errors']}"
     return (
         f"| {desc} | {e['ops_per_sec']:,.0f} | {s['ops_per_sec']:,.0f} | **{ops_r:.2f}x** | "
-        f"{fmt_lat(e)} | {fmt_lat(s)} | {p50_r:.2f}x / {p99_r:.2f}x | {errs} | "
+        f"{fmt_lat(e)} | {fmt_lat(s)} | {p50_r:.2f}x / {p99_r:.2f}x | {errs} | {fmt_cpu(name, e, s)} | "
         f"{verdict(kind, goal, ops_r, p50_r, p99_r)} |"
     )
 
@@ -107,14 +126,15 @@ def memory_rows():
             continue
         r = s / e
         v = ("met" if r <= 1 else f"**missed**: {r:.2f}x vs ≤1x") if goal else "(no goal)"
-        out.append(f"| {what} | {e:,.0f} | {s:,.0f} | **{r:.2f}x** | | | | | {v} |")
+        out.append(f"| {what} | {e:,.0f} | {s:,.0f} | **{r:.2f}x** | | | | | | {v} |")
     return out
 
 
-print(f"Run: {header}. Ratios are skiff/etcd (throughput: higher is better; latency and memory: lower is better).")
+print(f"Run: {header}. Ratios are skiff/etcd (throughput: higher is better; latency and memory: lower is better). "
+      "Member CPU is the user+system time of all three members during the run, per operation (per put for watch-latency, per Txn for txn-put).")
 print()
-print("| workload | etcd ops/s | skiff ops/s | ops ratio | etcd p50 / p99 ms | skiff p50 / p99 ms | p50 / p99 ratio | errors etcd / skiff | goal |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| workload | etcd ops/s | skiff ops/s | ops ratio | etcd p50 / p99 ms | skiff p50 / p99 ms | p50 / p99 ratio | errors etcd / skiff | member CPU µs/op etcd / skiff | goal |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for name, desc, kind, goal in WORKLOADS:
     line = row(name, desc, kind, goal)
     if line:
