@@ -9,7 +9,7 @@
 # their peak RSS (VmHWM from /proc), and the CPU time the members spent per operation.
 #
 # Usage: scripts/bench-compare.sh [--quick] [--out FILE] [--only NAME,NAME...] [--keep]
-#   --quick   smaller totals (about 2-3 minutes instead of about 10)
+#   --quick   smaller totals (about 1.5 minutes instead of about 8)
 #   --out     where the Markdown table goes (default target/bench-compare.md); it is also
 #             printed, and the raw JSON of every run is kept next to it (FILE.d/)
 #   --only    run only these workloads (names as in the table's first column); the
@@ -46,6 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Ports sit below Linux's ephemeral range (32768-60999 by default), so no test's free_port()
+# or outgoing connection can hold one of them when the clusters start.
+ETCD_BASE=21000 SKIFF_BASE=22000
+
 # start_cluster FLAVOR BINARY BASE_PORT: members on BASE+0..2 (clients), BASE+10..12 (peers).
 start_cluster() {
   local flavor=$1 bin=$2 base=$3 ic="" i
@@ -60,6 +64,12 @@ start_cluster() {
   done
   for _ in $(seq 1 150); do
     ETCDCTL_API=3 etcdctl --endpoints="$(endpoints "$base")" endpoint health >/dev/null 2>&1 && return 0
+    for i in 0 1 2; do
+      kill -0 "${pids[$flavor$i]}" 2>/dev/null || {
+        echo "bench-compare: $flavor$i exited: $(grep -m1 -i error "$work/$flavor$i.log")" >&2
+        keep=1; exit 1
+      }
+    done
     sleep 0.2
   done
   echo "bench-compare: the $flavor cluster did not become healthy; logs in $work" >&2
@@ -96,7 +106,7 @@ run_pair() {
   wanted "$name" || return 0
   local order="etcd skiff"; [ $((idx % 2)) = 1 ] && order="skiff etcd"
   for who in $order; do
-    local base=41000; [ "$who" = skiff ] && base=42000
+    local base=$ETCD_BASE; [ "$who" = skiff ] && base=$SKIFF_BASE
     echo "== $name on $who: skiff-bench --endpoints $(endpoints $base) $*" >&2
     local before; before=$(cpu_ticks "$who")
     if ! "$bench" --endpoints "$(endpoints $base)" --json "$@" >"$raw/$name.$who.json" 2>"$raw/$name.$who.err"; then
@@ -114,9 +124,9 @@ else
 fi
 kv=(--key-size 8 --val-size 256 --key-space-size 100000)
 
-start_cluster etcd /usr/bin/etcd 41000
-start_cluster skiff target/release/skiff-store 42000
-for base in 41000 42000; do
+start_cluster etcd /usr/bin/etcd $ETCD_BASE
+start_cluster skiff target/release/skiff-store $SKIFF_BASE
+for base in $ETCD_BASE $SKIFF_BASE; do
   ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$base" put bench-range-key "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
 done
 
