@@ -39,9 +39,19 @@ work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/skiff-compare.XXXX")
 raw="$out.d"; rm -rf "$raw"; mkdir -p "$raw" "$(dirname "$out")"
 declare -A pids=()
 
+any_alive() {
+  local p
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+
 cleanup() {
+  local p _
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
+  # etcd's leader tries to hand over leadership when stopped and can hang once its peers are
+  # gone: give every member 5 s, then SIGKILL what is left.
+  for _ in $(seq 1 25); do any_alive || break; sleep 0.2; done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   if [ $keep = 1 ]; then echo "data kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
