@@ -2,6 +2,8 @@
 //! MVCC state machine on RocksDB.
 //!
 //! Crate map:
+//! - [`bench`]: the engine of `skiff-bench`, an etcd-benchmark-like load generator for any
+//!   etcd v3 endpoint set (workloads, pacing, latency histograms, reports).
 //! - [`config`]: etcd's flags and the validated member configuration.
 //! - [`raft`]: openraft's type config, the log store over `skiff-wal`, the state machine
 //!   over `skiff-mvcc`, and the outbound peer network.
@@ -15,6 +17,7 @@
 //! (segmented, CRC-framed, group-committed log) and `skiff-mvcc` (etcd's revision model on
 //! RocksDB).
 
+pub mod bench;
 pub mod config;
 pub mod raft;
 pub mod restore;
