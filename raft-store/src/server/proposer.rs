@@ -201,8 +201,15 @@ impl Proposer {
             .send(Pending { cmd, reply: tx })
             .await
             .map_err(|_| ProposeError::Api(errors::internal("proposer stopped")))?;
-        rx.await
-            .map_err(|_| ProposeError::Api(errors::internal("proposal dropped")))?
+        // A leader that loses its leadership may never hear how an appended entry ended;
+        // like etcd, the client then gets "request timed out" (outcome unknown).
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(r) => r.map_err(|_| ProposeError::Api(errors::internal("proposal dropped")))?,
+            Err(_) => {
+                tracing::warn!("a local proposal got no result in time (leadership changed?)");
+                Err(ProposeError::Api(errors::timeout()))
+            }
+        }
     }
 }
 
