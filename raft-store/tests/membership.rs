@@ -275,7 +275,11 @@ fn move_leader_and_remove_leader() {
     // Remove the (new) leader.
     let new_leader = (leader + 1) % 3;
     let out = run_settled(&eps, &["member", "remove", &target]);
-    assert!(out.contains(&format!("Member {target} removed")), "{out}");
+    // etcdctl pads the id to 16 columns (`Member %16x removed`).
+    assert!(
+        out.contains(&format!("Member {target:>16} removed")),
+        "{out}"
+    );
     wait_for(
         Duration::from_secs(20),
         "the removed leader to exit",
