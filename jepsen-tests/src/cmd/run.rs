@@ -1,0 +1,313 @@
+//! `skiff-jepsen run`: one fault-injection run, from cluster start to report.
+//!
+//! ```text
+//!  start cluster ─▶ wait healthy ─▶ workload ║ nemesis (schedule from seed) ─▶ time limit
+//!       ─▶ stop nemesis, heal everything ─▶ wait healthy ─▶ workload final phase
+//!       ─▶ check history ─▶ report (run dir) ─▶ tear cluster down
+//! ```
+
+use crate::checker::{CheckOptions, Verdict};
+use crate::client;
+use crate::cluster::{Cluster, ClusterError, NetnsCluster, NetnsOptions};
+use crate::cmd::check::{self, ModelChoice};
+use crate::history::{MonotonicClock, Recorder};
+use crate::nemesis::executor::NemesisError;
+use crate::nemesis::{self, Executor, NemesisKind, ScheduleOptions};
+use crate::report::{self, CheckerResult, OpCounts, RunReport, Validity};
+use crate::workload::{self, Context};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Time the cluster gets to become healthy at start and after the final heal.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workloads `--workload` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    /// Independent versioned registers (read/write/cas), checked for linearizability.
+    Register,
+}
+
+impl WorkloadKind {
+    fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => "register",
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long the workload and the nemesis run.
+    pub time_limit: Duration,
+    /// Enabled fault kinds (empty: no faults).
+    pub nemesis: Vec<NemesisKind>,
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// Seed of the schedule and the workload.
+    pub seed: u64,
+    /// Cluster size.
+    pub members: usize,
+    /// Server binary (`skiff-store` or `etcd`).
+    pub binary: PathBuf,
+    /// Extra server flags, e.g. `--unsafe-local-reads`.
+    pub server_args: Vec<String>,
+    /// The run directory (created).
+    pub out: PathBuf,
+    /// Concurrent client workers.
+    pub concurrency: usize,
+    /// Target operations per second, all workers together.
+    pub rate: f64,
+    /// Fault timing; `None` derives it from the time limit.
+    pub schedule: Option<ScheduleOptions>,
+    /// Deadline of the linearizability search.
+    pub check_timeout: Duration,
+}
+
+impl RunOptions {
+    /// The `skiff-jepsen run` command line that repeats this run.
+    pub fn command(&self) -> String {
+        let kinds: Vec<String> = self.nemesis.iter().map(|k| kind_name(*k)).collect();
+        let mut command =
+            format!(
+            "skiff-jepsen run --workload {} --nemesis {} --time-limit {} --seed {} --members {} \
+             --concurrency {} --rate {}",
+            self.workload.name(),
+            if kinds.is_empty() { "none".into() } else { kinds.join(",") },
+            self.time_limit.as_secs(),
+            self.seed,
+            self.members,
+            self.concurrency,
+            self.rate
+        );
+        for arg in &self.server_args {
+            command.push_str(&format!(" --server-arg={arg}"));
+        }
+        command
+    }
+}
+
+fn kind_name(kind: NemesisKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// Why a run could not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The cluster could not be built or controlled.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The cluster never became healthy before the workload started.
+    #[error("failed to start: members {members:?} not healthy after {HEALTH_TIMEOUT:?}; see the member logs in {dir}")]
+    NotHealthy {
+        /// Members that never answered.
+        members: Vec<usize>,
+        /// The run directory with the logs.
+        dir: String,
+    },
+    /// The nemesis hit a fault it cannot apply on this server.
+    #[error(transparent)]
+    Nemesis(#[from] NemesisError),
+    /// The recorded history is malformed (a harness bug).
+    #[error("failed to check the history: {0}")]
+    Check(#[from] check::CheckError),
+    /// Writing the report failed.
+    #[error("failed to write the report to {dir}: {source}")]
+    Report {
+        /// The run directory.
+        dir: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs one test and writes its report; returns the report (also for invalid verdicts).
+pub async fn run(options: &RunOptions) -> Result<RunReport, RunError> {
+    let cluster = Arc::new(NetnsCluster::start(NetnsOptions {
+        members: options.members,
+        binary: options.binary.clone(),
+        dir: options.out.clone(),
+        extra_args: options.server_args.clone(),
+        loop_disks: options.nemesis.contains(&NemesisKind::PowerLoss),
+    })?);
+    let result = run_on(cluster.clone(), options).await;
+    drop(cluster);
+    tidy_run_dir(options);
+    result
+}
+
+async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunReport, RunError> {
+    let urls = cluster.client_urls();
+    let unhealthy = client::wait_healthy(&urls, HEALTH_TIMEOUT).await;
+    if !unhealthy.is_empty() {
+        return Err(RunError::NotHealthy {
+            members: unhealthy,
+            dir: options.out.display().to_string(),
+        });
+    }
+    let clock = MonotonicClock::new();
+    let recorder = Arc::new(Recorder::with_clock(clock));
+    let schedule_options = options
+        .schedule
+        .clone()
+        .unwrap_or_else(|| ScheduleOptions::for_time_limit(options.time_limit));
+    let steps = nemesis::schedule(
+        &options.nemesis,
+        options.members,
+        options.seed,
+        &schedule_options,
+    );
+    tracing::info!(
+        faults = steps.len(),
+        seed = options.seed,
+        "schedule generated"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Context {
+        urls: urls.clone(),
+        recorder: recorder.clone(),
+        stop: stop_rx.clone(),
+        seed: options.seed,
+        concurrency: options.concurrency,
+        rate: options.rate,
+    };
+    let workload = tokio::spawn(run_workload(options.workload, ctx));
+    let executor = Executor::new(cluster.clone(), clock);
+    let nemesis_run = executor.run(&steps, stop_rx);
+    let timer = async {
+        tokio::time::sleep(options.time_limit).await;
+        let _ = stop_tx.send(true);
+    };
+    let (nemesis_result, ()) = tokio::join!(nemesis_run, timer);
+    let _ = stop_tx.send(true);
+    let keys = workload.await.expect("workloads do not panic");
+    let heal = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.heal_all())
+            .await
+            .expect("heal does not panic")
+    };
+    executor.close_open_faults();
+    nemesis_result?;
+    let mut checkers = Vec::new();
+    checkers.push(recovery_result(
+        heal,
+        client::wait_healthy(&urls, HEALTH_TIMEOUT).await,
+    ));
+    final_phase(options.workload, &urls, &recorder, &keys).await;
+    let history = recorder.history();
+    checkers.push(check_workload(options, &history)?);
+    let validity = checkers
+        .iter()
+        .fold(Validity::Valid, |v, c| v.merge(c.validity));
+    let report = RunReport {
+        validity,
+        seed: options.seed,
+        workload: options.workload.name().to_owned(),
+        nemesis: options.nemesis.iter().map(|k| kind_name(*k)).collect(),
+        time_limit_s: options.time_limit.as_secs_f64(),
+        members: options.members,
+        server: format!(
+            "{} {}",
+            options.binary.display(),
+            options.server_args.join(" ")
+        ),
+        command: options.command(),
+        checkers,
+        ops: OpCounts::of(&history),
+        timeline: executor.timeline(),
+        duration_ns: crate::history::Clock::now_ns(&clock),
+    };
+    report::write_run_dir(&options.out, &report, &history).map_err(|source| RunError::Report {
+        dir: options.out.display().to_string(),
+        source,
+    })?;
+    Ok(report)
+}
+
+async fn run_workload(kind: WorkloadKind, ctx: Context) -> Vec<String> {
+    match kind {
+        WorkloadKind::Register => workload::register::run(ctx).await,
+    }
+}
+
+async fn final_phase(kind: WorkloadKind, urls: &[String], recorder: &Recorder, keys: &[String]) {
+    match kind {
+        WorkloadKind::Register => workload::register::final_reads(urls, recorder, keys).await,
+    }
+}
+
+/// The cluster must come back after every fault is healed: a liveness check.
+fn recovery_result(heal: Result<(), ClusterError>, unhealthy: Vec<usize>) -> CheckerResult {
+    let name = "recovers after heal".to_owned();
+    match (heal, unhealthy.is_empty()) {
+        (Ok(()), true) => CheckerResult {
+            name,
+            validity: Validity::Valid,
+            summary: "every member serves linearizable reads after the final heal".into(),
+            details: None,
+        },
+        (heal, _) => CheckerResult {
+            name,
+            validity: Validity::Invalid,
+            summary: format!(
+                "members {unhealthy:?} not healthy {HEALTH_TIMEOUT:?} after the final heal{}",
+                heal.err()
+                    .map(|e| format!(" (heal failed: {e})"))
+                    .unwrap_or_default()
+            ),
+            details: None,
+        },
+    }
+}
+
+fn check_workload(
+    options: &RunOptions,
+    history: &[crate::history::Op],
+) -> Result<CheckerResult, RunError> {
+    match options.workload {
+        WorkloadKind::Register => {
+            let check_options = CheckOptions {
+                timeout: Some(options.check_timeout),
+                ..CheckOptions::default()
+            };
+            let report =
+                check::check_history(history, ModelChoice::VersionedRegister, &check_options)?;
+            let keys = report.partitions.len();
+            let (validity, summary) = match &report.verdict {
+                Verdict::Linearizable => (Validity::Valid, format!("linearizable ({keys} keys)")),
+                Verdict::NotLinearizable(cex) => (
+                    Validity::Invalid,
+                    format!(
+                        "not linearizable (key {:?})",
+                        cex.key.as_deref().unwrap_or("")
+                    ),
+                ),
+                Verdict::Unknown(reason) => (Validity::Unknown, format!("unknown: {reason}")),
+            };
+            let details = (validity != Validity::Valid).then(|| report.to_string());
+            Ok(CheckerResult {
+                name: "linearizable (versioned register per key)".into(),
+                validity,
+                summary,
+                details,
+            })
+        }
+    }
+}
+
+/// Removes bulky leftovers (data dirs, empty mount points) and keeps logs and the report.
+fn tidy_run_dir(options: &RunOptions) {
+    for i in 0..options.members {
+        for suffix in ["data", "disk"] {
+            let _ = std::fs::remove_dir_all(options.out.join(format!("m{i}.{suffix}")));
+        }
+    }
+}

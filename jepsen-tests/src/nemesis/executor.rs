@@ -1,0 +1,398 @@
+//! Applies a schedule to a [`Cluster`], recording what happened in a [`Timeline`].
+//!
+//! Each step: wait for its start, resolve runtime targets (the current leader), apply, hold
+//! for its duration (or until stopped), heal that fault, record. A fault that fails to apply
+//! is recorded with its error and the run goes on, except a membership change the server does
+//! not implement, which stops the run with [`NemesisError::MembershipUnsupported`].
+
+use super::grudge::{self, Grudge};
+use super::{Fault, Shape, Step, Target};
+use crate::client;
+use crate::cluster::{Cluster, ClusterError, StartMode};
+use crate::history::{Clock, MonotonicClock};
+use serde::Serialize;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// One fault as it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    /// The fault family (`kill`, `pause`, `partition`, `power-loss`, `member`).
+    pub kind: super::NemesisKind,
+    /// What was scheduled.
+    pub fault: String,
+    /// What it resolved to (members hit, partition rules).
+    pub detail: String,
+    /// When it was applied, ns since the run started.
+    pub start_ns: u64,
+    /// When it was healed; `None` if the run ended first (the final heal covers it).
+    pub end_ns: Option<u64>,
+    /// Why applying or healing failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Everything the nemesis did, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timeline {
+    /// The faults, in the order applied.
+    pub faults: Vec<FaultRecord>,
+}
+
+impl Timeline {
+    /// `timeline.txt`: one line per fault start and end, times in seconds.
+    pub fn to_text(&self) -> String {
+        let mut lines: Vec<(u64, String)> = Vec::new();
+        for record in &self.faults {
+            lines.push((
+                record.start_ns,
+                format!("start {}: {}", record.fault, record.detail),
+            ));
+            if let Some(end) = record.end_ns {
+                lines.push((end, format!("heal  {}", record.fault)));
+            }
+            if let Some(error) = &record.error {
+                lines.push((record.start_ns, format!("error {}: {error}", record.fault)));
+            }
+        }
+        lines.sort_by_key(|(at, _)| *at);
+        lines
+            .iter()
+            .map(|(at, text)| format!("{:>9.3}s  {text}\n", *at as f64 / 1e9))
+            .collect()
+    }
+}
+
+/// Errors that stop the nemesis.
+#[derive(Debug, thiserror::Error)]
+pub enum NemesisError {
+    /// MemberAdd/MemberRemove answered Unimplemented.
+    #[error(
+        "failed to change membership: the server does not implement {rpc} ({detail}); drop \
+         `member` from --nemesis, or run against a build that has MemberAdd/MemberRemove"
+    )]
+    MembershipUnsupported {
+        /// The RPC.
+        rpc: &'static str,
+        /// The server's message.
+        detail: String,
+    },
+}
+
+/// What an applied fault needs to be healed.
+enum Applied {
+    Killed(Vec<usize>),
+    Paused(Vec<usize>),
+    Partitioned,
+    PoweredOff,
+    Removed(usize),
+    Nothing,
+}
+
+/// Runs a schedule against a cluster.
+pub struct Executor {
+    cluster: Arc<dyn Cluster>,
+    clock: MonotonicClock,
+    timeline: Arc<Mutex<Timeline>>,
+}
+
+impl Executor {
+    /// An executor timing steps on `clock` (shared with the history recorder).
+    pub fn new(cluster: Arc<dyn Cluster>, clock: MonotonicClock) -> Self {
+        Executor {
+            cluster,
+            clock,
+            timeline: Arc::default(),
+        }
+    }
+
+    /// The timeline so far.
+    pub fn timeline(&self) -> Timeline {
+        self.timeline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs `steps` until they are done or `stop` turns true. Heals each fault it applied
+    /// before returning, except when stopped mid-fault (the caller heals everything).
+    pub async fn run(
+        &self,
+        steps: &[Step],
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), NemesisError> {
+        for step in steps {
+            let now = Duration::from_nanos(self.clock.now_ns());
+            if sleep_or_stop(step.start.saturating_sub(now), &mut stop).await {
+                return Ok(());
+            }
+            let index = self.begin(step);
+            let applied = match self.apply(&step.fault).await {
+                Ok((applied, detail)) => {
+                    tracing::info!(fault = %step.fault, %detail, "nemesis: fault applied");
+                    self.update(index, |r| r.detail = detail);
+                    applied
+                }
+                Err(ApplyError::Fatal(err)) => {
+                    self.update(index, |r| r.error = Some(err.to_string()));
+                    return Err(err);
+                }
+                Err(ApplyError::Cluster(err)) => {
+                    tracing::warn!(fault = %step.fault, %err, "nemesis: fault failed to apply");
+                    self.update(index, |r| r.error = Some(err.to_string()));
+                    Applied::Nothing
+                }
+            };
+            let stopped = sleep_or_stop(step.duration, &mut stop).await;
+            if stopped {
+                return Ok(());
+            }
+            let healed = self.heal(applied).await;
+            let end = self.clock.now_ns();
+            self.update(index, |r| {
+                r.end_ns = Some(end);
+                if let Err(err) = &healed {
+                    r.error.get_or_insert_with(|| format!("heal: {err}"));
+                }
+            });
+            tracing::info!(fault = %step.fault, "nemesis: fault healed");
+        }
+        Ok(())
+    }
+
+    /// Records the end of any fault still open (the caller healed everything).
+    pub fn close_open_faults(&self) {
+        let end = self.clock.now_ns();
+        let mut timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        for record in &mut timeline.faults {
+            record.end_ns.get_or_insert(end);
+        }
+    }
+
+    fn begin(&self, step: &Step) -> usize {
+        let mut timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        timeline.faults.push(FaultRecord {
+            kind: step.fault.kind(),
+            fault: step.fault.to_string(),
+            detail: String::new(),
+            start_ns: self.clock.now_ns(),
+            end_ns: None,
+            error: None,
+        });
+        timeline.faults.len() - 1
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut FaultRecord)) {
+        let mut timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut timeline.faults[index]);
+    }
+
+    async fn apply(&self, fault: &Fault) -> Result<(Applied, String), ApplyError> {
+        match fault {
+            Fault::Kill(target) => {
+                let members = self.resolve(target).await?;
+                self.each(&members, |c, i| c.kill(i)).await?;
+                Ok((
+                    Applied::Killed(members.clone()),
+                    format!("killed {}", names(&members)),
+                ))
+            }
+            Fault::Pause(target) => {
+                let members = self.resolve(target).await?;
+                self.each(&members, |c, i| c.pause(i)).await?;
+                Ok((
+                    Applied::Paused(members.clone()),
+                    format!("paused {}", names(&members)),
+                ))
+            }
+            Fault::Partition(shape) => {
+                let grudge = self.grudge(shape).await?;
+                let detail = grudge::describe(&grudge);
+                self.blocking(move |c| c.partition(&grudge)).await?;
+                Ok((Applied::Partitioned, detail))
+            }
+            Fault::PowerLoss => {
+                self.blocking(|c| c.power_loss()).await?;
+                Ok((
+                    Applied::PoweredOff,
+                    "all members down, unsynced writes dropped".into(),
+                ))
+            }
+            Fault::Member(i) => {
+                self.remove_member(*i).await?;
+                Ok((Applied::Removed(*i), format!("removed and wiped m{i}")))
+            }
+        }
+    }
+
+    async fn heal(&self, applied: Applied) -> Result<(), ApplyError> {
+        let size = self.cluster.size();
+        match applied {
+            Applied::Killed(members) => {
+                self.each(&members, |c, i| c.start(i, StartMode::Initial))
+                    .await
+            }
+            Applied::Paused(members) => self.each(&members, |c, i| c.resume(i)).await,
+            Applied::Partitioned => self.blocking(|c| c.heal_network()).await,
+            Applied::PoweredOff => {
+                let all: Vec<usize> = (0..size).collect();
+                self.each(&all, |c, i| c.start(i, StartMode::Initial)).await
+            }
+            Applied::Removed(i) => self.add_member(i).await,
+            Applied::Nothing => Ok(()),
+        }
+    }
+
+    async fn resolve(&self, target: &Target) -> Result<Vec<usize>, ApplyError> {
+        Ok(match target {
+            Target::One(i) => vec![*i],
+            Target::Leader => vec![self.leader().await?],
+            Target::Majority(members) => members.clone(),
+            Target::All => (0..self.cluster.size()).collect(),
+        })
+    }
+
+    async fn grudge(&self, shape: &Shape) -> Result<Grudge, ApplyError> {
+        let n = self.cluster.size();
+        Ok(match shape {
+            Shape::IsolateLeader => grudge::isolate(n, self.leader().await?),
+            Shape::IsolateOne(i) => grudge::isolate(n, *i),
+            Shape::Halves(order) => grudge::halves(order),
+            Shape::MajoritiesRing(order) => grudge::majorities_ring(order),
+            Shape::Bridge(order) => grudge::bridge(order),
+        })
+    }
+
+    async fn leader(&self) -> Result<usize, ApplyError> {
+        client::leader_index(&self.cluster.client_urls())
+            .await
+            .ok_or_else(|| {
+                ApplyError::Cluster(ClusterError::Unsupported(
+                    "no member reports itself leader; fault skipped".into(),
+                ))
+            })
+    }
+
+    async fn each(
+        &self,
+        members: &[usize],
+        action: impl Fn(&dyn Cluster, usize) -> Result<(), ClusterError> + Send + 'static,
+    ) -> Result<(), ApplyError> {
+        let members = members.to_vec();
+        self.blocking(move |c| members.iter().try_for_each(|&i| action(c, i)))
+            .await
+    }
+
+    async fn blocking(
+        &self,
+        action: impl FnOnce(&dyn Cluster) -> Result<(), ClusterError> + Send + 'static,
+    ) -> Result<(), ApplyError> {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || action(cluster.as_ref()))
+            .await
+            .expect("cluster control never panics")
+            .map_err(ApplyError::Cluster)
+    }
+
+    async fn remove_member(&self, i: usize) -> Result<(), ApplyError> {
+        let others: Vec<String> = (0..self.cluster.size())
+            .filter(|&j| j != i)
+            .map(|j| self.cluster.client_url(j))
+            .collect();
+        let mut client = client::connect(&others).await.map_err(cluster_error)?;
+        let list = client
+            .member_list()
+            .await
+            .map_err(|e| membership_error("MemberList", e))?;
+        let name = self.cluster.name(i);
+        let id = list
+            .members()
+            .iter()
+            .find(|m| m.name() == name)
+            .map(|m| m.id())
+            .ok_or_else(|| cluster_error(format!("{name} is not in the member list")))?;
+        client
+            .member_remove(id)
+            .await
+            .map_err(|e| membership_error("MemberRemove", e))?;
+        self.blocking(move |c| c.kill(i).and_then(|()| c.wipe(i)))
+            .await
+    }
+
+    async fn add_member(&self, i: usize) -> Result<(), ApplyError> {
+        let others: Vec<String> = (0..self.cluster.size())
+            .filter(|&j| j != i)
+            .map(|j| self.cluster.client_url(j))
+            .collect();
+        let mut client = client::connect(&others).await.map_err(cluster_error)?;
+        let peer = self.cluster.peer_url(i);
+        let added = client
+            .member_add([peer.as_str()], None)
+            .await
+            .map_err(|e| membership_error("MemberAdd", e))?;
+        let name = self.cluster.name(i);
+        let initial: Vec<String> = added
+            .member_list()
+            .iter()
+            .filter_map(|m| {
+                let url = m.peer_urls().first()?;
+                let member = if m.name().is_empty() {
+                    name.as_str()
+                } else {
+                    m.name()
+                };
+                Some(format!("{member}={url}"))
+            })
+            .collect();
+        let join = StartMode::Join(initial.join(","));
+        self.blocking(move |c| c.start(i, join)).await
+    }
+}
+
+/// Why a fault could not be applied or healed.
+enum ApplyError {
+    Cluster(ClusterError),
+    Fatal(NemesisError),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Cluster(err) => err.fmt(f),
+            ApplyError::Fatal(err) => err.fmt(f),
+        }
+    }
+}
+
+fn cluster_error(err: impl std::fmt::Display) -> ApplyError {
+    ApplyError::Cluster(ClusterError::Unsupported(err.to_string()))
+}
+
+fn membership_error(rpc: &'static str, err: etcd_client::Error) -> ApplyError {
+    match &err {
+        etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::Unimplemented => {
+            ApplyError::Fatal(NemesisError::MembershipUnsupported {
+                rpc,
+                detail: status.message().to_owned(),
+            })
+        }
+        _ => cluster_error(format!("{rpc}: {err}")),
+    }
+}
+
+fn names(members: &[usize]) -> String {
+    let names: Vec<String> = members.iter().map(|i| format!("m{i}")).collect();
+    names.join(", ")
+}
+
+/// Sleeps for `duration` unless `stop` turns true first; returns whether it was stopped.
+async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(duration) => None,
+        _ = stop.wait_for(|stopped| *stopped) => Some(true),
+    };
+    stopped.unwrap_or_else(|| *stop.borrow())
+}
