@@ -83,6 +83,9 @@ struct RunArgs {
     /// Deadline of the history check, in seconds.
     #[arg(long, default_value_t = 120)]
     check_timeout: u64,
+    /// Time the cluster gets to serve again after the final heal, in seconds.
+    #[arg(long, default_value_t = 60)]
+    recovery_timeout: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +230,9 @@ fn run_run(args: &RunArgs) -> anyhow::Result<u8> {
         concurrency: args.concurrency,
         rate: args.rate,
         schedule: None,
+        steps: None,
         check_timeout: Duration::from_secs(args.check_timeout),
+        recovery_timeout: Duration::from_secs(args.recovery_timeout),
     };
     println!("run dir: {}", out.display());
     println!("reproduce: {}", options.command());

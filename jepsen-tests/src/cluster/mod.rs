@@ -102,6 +102,10 @@ pub trait Cluster: Send + Sync {
     /// Kills every member and discards every write not yet fsynced, as a power cut would.
     /// Members stay down; [`Cluster::start`] them afterwards.
     fn power_loss(&self) -> Result<(), ClusterError>;
+    /// Writes every member's dirty pages to its disk (`syncfs`), as the kernel's periodic
+    /// writeback would within 30 s. Called once the cluster is up, so a later power loss
+    /// takes back only what the run wrote, not the cluster's bootstrap. No-op without disks.
+    fn flush_disks(&self) -> Result<(), ClusterError>;
     /// Deletes member `i`'s data (it must be stopped), for a member that rejoins from scratch.
     fn wipe(&self, i: usize) -> Result<(), ClusterError>;
     /// The log file of member `i`.

@@ -414,6 +414,16 @@ impl Cluster for NetnsCluster {
         Ok(())
     }
 
+    fn flush_disks(&self) -> Result<(), ClusterError> {
+        for i in 0..self.size() {
+            if let Some(disk) = self.member(i).disk.as_ref() {
+                let path = disk.path().to_string_lossy().into_owned();
+                sys::run("sync", &["-f", &path])?;
+            }
+        }
+        Ok(())
+    }
+
     fn wipe(&self, i: usize) -> Result<(), ClusterError> {
         let state = self.member(i);
         if state.child.is_some() {

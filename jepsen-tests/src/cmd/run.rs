@@ -20,8 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Time the cluster gets to become healthy at start and after the final heal.
+/// Time the cluster gets to become healthy at start.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest final phase (read-back after the heal); operations still running are left
+/// pending, which the checkers treat as unknown outcomes.
+pub const FINAL_PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The workloads `--workload` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,8 +66,12 @@ pub struct RunOptions {
     pub rate: f64,
     /// Fault timing; `None` derives it from the time limit.
     pub schedule: Option<ScheduleOptions>,
+    /// A fixed fault schedule instead of a generated one (tests that need a specific fault).
+    pub steps: Option<Vec<nemesis::Step>>,
     /// Deadline of the linearizability search.
     pub check_timeout: Duration,
+    /// Time the cluster gets to serve again after the final heal.
+    pub recovery_timeout: Duration,
 }
 
 impl RunOptions {
@@ -117,6 +124,9 @@ pub enum RunError {
     /// The recorded history is malformed (a harness bug).
     #[error("failed to check the history: {0}")]
     Check(#[from] check::CheckError),
+    /// SIGINT or SIGTERM arrived; the cluster was torn down and no report was written.
+    #[error("interrupted by {0}; the cluster was torn down, no report written")]
+    Interrupted(&'static str),
     /// Writing the report failed.
     #[error("failed to write the report to {dir}: {source}")]
     Report {
@@ -137,7 +147,10 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, RunError> {
         extra_args: options.server_args.clone(),
         loop_disks: options.nemesis.contains(&NemesisKind::PowerLoss),
     })?);
-    let result = run_on(cluster.clone(), options).await;
+    let result = tokio::select! {
+        result = run_on(cluster.clone(), options) => result,
+        signal = interrupted() => Err(RunError::Interrupted(signal)),
+    };
     drop(cluster);
     tidy_run_dir(options);
     result
@@ -152,18 +165,27 @@ async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunR
             dir: options.out.display().to_string(),
         });
     }
+    {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.flush_disks())
+            .await
+            .expect("flush does not panic")?;
+    }
     let clock = MonotonicClock::new();
     let recorder = Arc::new(Recorder::with_clock(clock));
     let schedule_options = options
         .schedule
         .clone()
         .unwrap_or_else(|| ScheduleOptions::for_time_limit(options.time_limit));
-    let steps = nemesis::schedule(
-        &options.nemesis,
-        options.members,
-        options.seed,
-        &schedule_options,
-    );
+    let steps = match &options.steps {
+        Some(steps) => steps.clone(),
+        None => nemesis::schedule(
+            &options.nemesis,
+            options.members,
+            options.seed,
+            &schedule_options,
+        ),
+    };
     tracing::info!(
         faults = steps.len(),
         seed = options.seed,
@@ -197,13 +219,18 @@ async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunR
     executor.close_open_faults();
     nemesis_result?;
     let mut checkers = Vec::new();
-    checkers.push(recovery_result(
-        heal,
-        client::wait_healthy(&urls, HEALTH_TIMEOUT).await,
-    ));
-    final_phase(options.workload, &urls, &recorder, &keys).await;
+    let unhealthy = client::wait_healthy(&urls, options.recovery_timeout).await;
+    checkers.push(recovery_result(heal, unhealthy, options.recovery_timeout));
+    let final_from_ns = crate::history::Clock::now_ns(&clock);
+    let final_phase = final_phase(options.workload, &urls, &recorder, &keys);
+    if tokio::time::timeout(FINAL_PHASE_TIMEOUT, final_phase)
+        .await
+        .is_err()
+    {
+        tracing::warn!("final phase cut off after {FINAL_PHASE_TIMEOUT:?}");
+    }
     let history = recorder.history();
-    checkers.push(check_workload(options, &history)?);
+    checkers.extend(check_workload(options, &history, final_from_ns)?);
     let validity = checkers
         .iter()
         .fold(Validity::Valid, |v, c| v.merge(c.validity));
@@ -245,7 +272,11 @@ async fn final_phase(kind: WorkloadKind, urls: &[String], recorder: &Recorder, k
 }
 
 /// The cluster must come back after every fault is healed: a liveness check.
-fn recovery_result(heal: Result<(), ClusterError>, unhealthy: Vec<usize>) -> CheckerResult {
+fn recovery_result(
+    heal: Result<(), ClusterError>,
+    unhealthy: Vec<usize>,
+    timeout: Duration,
+) -> CheckerResult {
     let name = "recovers after heal".to_owned();
     match (heal, unhealthy.is_empty()) {
         (Ok(()), true) => CheckerResult {
@@ -258,7 +289,7 @@ fn recovery_result(heal: Result<(), ClusterError>, unhealthy: Vec<usize>) -> Che
             name,
             validity: Validity::Invalid,
             summary: format!(
-                "members {unhealthy:?} not healthy {HEALTH_TIMEOUT:?} after the final heal{}",
+                "members {unhealthy:?} not healthy {timeout:?} after the final heal{}",
                 heal.err()
                     .map(|e| format!(" (heal failed: {e})"))
                     .unwrap_or_default()
@@ -271,7 +302,8 @@ fn recovery_result(heal: Result<(), ClusterError>, unhealthy: Vec<usize>) -> Che
 fn check_workload(
     options: &RunOptions,
     history: &[crate::history::Op],
-) -> Result<CheckerResult, RunError> {
+    final_from_ns: u64,
+) -> Result<Vec<CheckerResult>, RunError> {
     match options.workload {
         WorkloadKind::Register => {
             let check_options = CheckOptions {
@@ -293,12 +325,14 @@ fn check_workload(
                 Verdict::Unknown(reason) => (Validity::Unknown, format!("unknown: {reason}")),
             };
             let details = (validity != Validity::Valid).then(|| report.to_string());
-            Ok(CheckerResult {
+            let linearizable = CheckerResult {
                 name: "linearizable (versioned register per key)".into(),
                 validity,
                 summary,
                 details,
-            })
+            };
+            let lost = workload::register::check_no_lost_writes(history, final_from_ns);
+            Ok(vec![linearizable, lost])
         }
     }
 }
@@ -309,5 +343,21 @@ fn tidy_run_dir(options: &RunOptions) {
         for suffix in ["data", "disk"] {
             let _ = std::fs::remove_dir_all(options.out.join(format!("m{i}.{suffix}")));
         }
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers a run can still finish; it just cannot clean up on ^C.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }

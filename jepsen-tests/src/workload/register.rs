@@ -13,7 +13,8 @@
 
 use super::Context;
 use crate::client::{self, Outcome};
-use crate::history::{Completion, Recorder};
+use crate::history::{Completion, Op, Recorder};
+use crate::report::{CheckerResult, Validity};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -29,7 +30,7 @@ pub const ACTIVE_KEYS: usize = 4;
 /// Values written are drawn from `0..VALUES`, so reads are ambiguous and cas often matches.
 const VALUES: i64 = 5;
 /// Attempts of each final read before it is given up (recorded as failed).
-const FINAL_READ_ATTEMPTS: usize = 20;
+const FINAL_READ_ATTEMPTS: usize = 5;
 
 /// Key bookkeeping shared by the workers.
 #[derive(Debug, Default)]
@@ -256,4 +257,112 @@ pub async fn final_reads(urls: &[String], recorder: &Recorder, keys: &[String]) 
         }
     });
     futures::future::join_all(reads).await;
+}
+
+/// "No acknowledged write lost": every final read (invoked at or after `final_from_ns`, when
+/// no other operation was running) must see at least the highest version an acknowledged
+/// write or successful cas produced on its key. Pure; the linearizability check implies it,
+/// but this one names the lost writes plainly and needs no search.
+pub fn check_no_lost_writes(history: &[Op], final_from_ns: u64) -> CheckerResult {
+    let paired = match crate::history::pair(history) {
+        Ok(paired) => paired,
+        Err(err) => return lost_writes_result(Validity::Unknown, err.to_string(), None),
+    };
+    let mut acked: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut finals: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for op in &paired {
+        let (Some(key), Some(done)) = (op.invoke.key.as_deref(), op.completion) else {
+            continue;
+        };
+        let version = done.value.get("version").and_then(Value::as_u64);
+        let is_final = op.invoke.time_ns.is_some_and(|t| t >= final_from_ns);
+        match (op.invoke.f.as_str(), version) {
+            ("read", Some(version)) if is_final => finals.entry(key).or_default().push(version),
+            ("write" | "cas", Some(version)) => {
+                let max = acked.entry(key).or_insert(0);
+                *max = (*max).max(version);
+            }
+            _ => {}
+        }
+    }
+    let mut lost = Vec::new();
+    let mut unread = Vec::new();
+    for (key, &version) in &acked {
+        match finals.get(key).and_then(|seen| seen.iter().min()) {
+            None => unread.push(*key),
+            Some(&seen) if seen < version => lost.push(format!(
+                "key {key}: acknowledged up to version {version}, final read saw version {seen}"
+            )),
+            Some(_) => {}
+        }
+    }
+    if !lost.is_empty() {
+        let summary = format!("{} keys lost acknowledged writes", lost.len());
+        return lost_writes_result(Validity::Invalid, summary, Some(lost.join("\n")));
+    }
+    if !unread.is_empty() {
+        let summary = format!(
+            "{} keys could not be read back after the heal",
+            unread.len()
+        );
+        return lost_writes_result(Validity::Unknown, summary, Some(unread.join("\n")));
+    }
+    let summary = format!("every acknowledged write on {} keys survived", acked.len());
+    lost_writes_result(Validity::Valid, summary, None)
+}
+
+fn lost_writes_result(
+    validity: Validity,
+    summary: String,
+    details: Option<String>,
+) -> CheckerResult {
+    CheckerResult {
+        name: "no acknowledged write lost".into(),
+        validity,
+        summary,
+        details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::OpKind;
+
+    fn op(process: u64, kind: OpKind, f: &str, value: Value, time: u64) -> Op {
+        let mut op = Op::new(process, kind, f, Some("k"), value);
+        op.time_ns = Some(time);
+        op
+    }
+
+    /// A final read older than an acknowledged write is a lost write; a newer one is fine.
+    #[test]
+    fn final_reads_must_cover_acknowledged_versions() {
+        let history = |seen: u64| {
+            vec![
+                op(0, OpKind::Invoke, "write", json!(3), 1),
+                op(0, OpKind::Ok, "write", json!({"version": 2}), 2),
+                op(1, OpKind::Invoke, "read", Value::Null, 10),
+                op(
+                    1,
+                    OpKind::Ok,
+                    "read",
+                    json!({"value": 3, "version": seen}),
+                    11,
+                ),
+            ]
+        };
+        assert_eq!(
+            check_no_lost_writes(&history(2), 5).validity,
+            Validity::Valid
+        );
+        let lost = check_no_lost_writes(&history(1), 5);
+        assert_eq!(lost.validity, Validity::Invalid);
+        assert!(lost.details.expect("names the key").contains("key k"));
+        // Reads before the final phase do not count, so the key is unread.
+        assert_eq!(
+            check_no_lost_writes(&history(1), 20).validity,
+            Validity::Unknown
+        );
+    }
 }

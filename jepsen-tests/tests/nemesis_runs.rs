@@ -1,0 +1,181 @@
+//! Fault-injection runs against real multi-process skiff-store clusters (one network namespace
+//! per member; needs root). They prove both directions: a short run with every fault kind
+//! passes every checker, and each deliberately broken store mode is caught.
+//!
+//! Without root or the network tools the tests skip with a message, except under `CI=true`,
+//! where they fail.
+
+use skiff_jepsen::cluster::netns::preflight;
+use skiff_jepsen::cmd::run::{run, RunOptions, WorkloadKind};
+use skiff_jepsen::nemesis::{Fault, NemesisKind, ScheduleOptions, Shape, Step};
+use skiff_jepsen::report::{RunReport, Validity};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Whether this machine can run the tests; skips (or fails under CI) otherwise.
+fn can_run() -> bool {
+    match preflight() {
+        Ok(()) => true,
+        Err(err) if std::env::var("CI").as_deref() == Ok("true") => panic!("{err}"),
+        Err(err) => {
+            eprintln!("SKIPPED: {err}");
+            false
+        }
+    }
+}
+
+/// Builds this worktree's `skiff-store` once and returns its path (`target/<profile>/`).
+fn server_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "skiff-store", "--bin", "skiff-store"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p skiff-store failed");
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/debug/deps/<test> -> target/debug/skiff-store
+            let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+            profile_dir.join("skiff-store")
+        })
+        .clone()
+}
+
+fn options(name: &str, seed: u64, secs: u64, nemesis: Vec<NemesisKind>) -> RunOptions {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("jepsen")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    RunOptions {
+        time_limit: Duration::from_secs(secs),
+        nemesis,
+        workload: WorkloadKind::Register,
+        seed,
+        members: 3,
+        binary: server_binary(),
+        server_args: Vec::new(),
+        out,
+        concurrency: 6,
+        rate: 120.0,
+        schedule: None,
+        steps: None,
+        check_timeout: Duration::from_secs(60),
+        recovery_timeout: Duration::from_secs(30),
+    }
+}
+
+fn execute(options: &RunOptions) -> RunReport {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let report = runtime
+        .block_on(run(options))
+        .unwrap_or_else(|err| panic!("run failed: {err}"));
+    eprintln!(
+        "{}report: {}",
+        report.summary(),
+        options.out.join("index.html").display()
+    );
+    report
+}
+
+fn checker<'a>(report: &'a RunReport, name: &str) -> &'a skiff_jepsen::report::CheckerResult {
+    report
+        .checkers
+        .iter()
+        .find(|c| c.name.starts_with(name))
+        .unwrap_or_else(|| panic!("no checker {name}: {}", report.summary()))
+}
+
+fn step(start: u64, duration: u64, fault: Fault) -> Step {
+    Step {
+        start: Duration::from_secs(start),
+        duration: Duration::from_secs(duration),
+        fault,
+    }
+}
+
+/// A short run of the register workload with kill, pause, partition and power-loss faults
+/// on a correct store is valid on every checker, and every fault kind really happened.
+#[test]
+fn short_run_with_every_fault_kind_is_valid() {
+    if !can_run() {
+        return;
+    }
+    let mut options = options("all-faults", 11, 40, NemesisKind::ALL_DEFAULT.to_vec());
+    options.schedule = Some(ScheduleOptions {
+        time_limit: options.time_limit,
+        gap: Duration::from_secs(2),
+        min_fault: Duration::from_secs(2),
+        max_fault: Duration::from_secs(4),
+    });
+    let report = execute(&options);
+    assert_eq!(report.validity, Validity::Valid, "{}", report.summary());
+    for kind in NemesisKind::ALL_DEFAULT {
+        let applied = report
+            .timeline
+            .faults
+            .iter()
+            .any(|f| f.kind == kind && f.error.is_none());
+        assert!(
+            applied,
+            "{kind:?} never applied cleanly: {}",
+            report.timeline.to_text()
+        );
+    }
+    assert!(report.ops.ok > 500, "too few operations: {:?}", report.ops);
+    for file in [
+        "report.json",
+        "history.jsonl",
+        "timeline.txt",
+        "latency.svg",
+        "index.html",
+    ] {
+        assert!(options.out.join(file).exists(), "{file} missing");
+    }
+}
+
+/// A store that serves linearizable reads from local state (`--unsafe-local-reads`) is
+/// caught: while the leader or another member is cut off, its clients read stale values.
+#[test]
+fn unsafe_local_reads_are_not_linearizable() {
+    if !can_run() {
+        return;
+    }
+    let mut options = options("local-reads", 12, 20, vec![NemesisKind::Partition]);
+    options.server_args = vec!["--unsafe-local-reads".into()];
+    options.steps = Some(vec![
+        step(3, 5, Fault::Partition(Shape::IsolateLeader)),
+        step(10, 5, Fault::Partition(Shape::IsolateOne(0))),
+    ]);
+    let report = execute(&options);
+    let linearizable = checker(&report, "linearizable");
+    assert_eq!(
+        linearizable.validity,
+        Validity::Invalid,
+        "{}",
+        report.summary()
+    );
+    assert_eq!(report.validity, Validity::Invalid);
+}
+
+/// A store that acknowledges before fsync (`--unsafe-no-fsync`) loses acknowledged writes
+/// when every member loses power at once.
+#[test]
+fn unsafe_no_fsync_loses_writes_on_power_loss() {
+    if !can_run() {
+        return;
+    }
+    let mut options = options("no-fsync", 13, 15, vec![NemesisKind::PowerLoss]);
+    options.server_args = vec!["--unsafe-no-fsync".into()];
+    options.steps = Some(vec![
+        step(5, 2, Fault::PowerLoss),
+        step(10, 2, Fault::PowerLoss),
+    ]);
+    let report = execute(&options);
+    let lost = checker(&report, "no acknowledged write lost");
+    assert_eq!(lost.validity, Validity::Invalid, "{}", report.summary());
+    assert_eq!(report.validity, Validity::Invalid);
+}
