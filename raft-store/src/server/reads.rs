@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::errors;
 use super::proposer::{LeaderRef, ProposeError, Proposer};
 use crate::raft::network::PeerMethod;
-use crate::raft::{ApiError, Raft};
+use crate::raft::{ApiError, Raft, RaftRequest};
 
 /// Readers waiting for the next round. Bounded for backpressure.
 const MAX_WAITING_READS: usize = 65_536;
@@ -109,9 +109,30 @@ async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiEr
 }
 
 /// On the leader: confirm leadership with a quorum and return the index to wait for.
+///
+/// The commit index is only trustworthy once the leader has committed an entry of its own
+/// term (Raft §8; etcd's ReadIndex waits for the same). openraft restores a restarted leader
+/// without an election and without a no-op entry, and after a crash its commit index
+/// restarts from the state machine's applied index, which may lag what was committed
+/// before: serving from it returns stale reads (found by skiff-jepsen's power-loss fault).
+/// So when the read index is from an older term, commit an empty batch first.
 pub async fn leader_read_index(raft: &Raft) -> Result<u64, ProposeError> {
+    let read = read_log_id(raft).await?;
+    let term = raft.metrics().borrow().current_term;
+    if read.is_some_and(|l| l.leader_id.term >= term) {
+        return Ok(read.map_or(0, |l| l.index));
+    }
+    match raft.client_write(RaftRequest::default()).await {
+        Ok(_) => {}
+        Err(openraft::error::RaftError::APIError(_)) => return Err(ProposeError::NotLeader),
+        Err(e) => return Err(ProposeError::Api(errors::internal(e))),
+    }
+    Ok(read_log_id(raft).await?.map_or(0, |l| l.index))
+}
+
+async fn read_log_id(raft: &Raft) -> Result<Option<crate::raft::LogId>, ProposeError> {
     match raft.get_read_log_id().await {
-        Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+        Ok((read, _applied)) => Ok(read),
         Err(openraft::error::RaftError::APIError(_)) => Err(ProposeError::NotLeader),
         Err(e) => Err(ProposeError::Api(errors::internal(e))),
     }
