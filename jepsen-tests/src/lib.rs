@@ -11,6 +11,7 @@
 //!   KV, and an etcd-style versioned register; plus decoding of history values into them.
 //! * [`checker`]: the Wing–Gong–Lowe search per partition, run concurrently with early cancel
 //!   and step/time budgets, producing a [`checker::Verdict`] and a counterexample.
+//! * [`checks`]: the other checkers (watch guarantees, list-append strict serializability).
 //! * [`cluster`]: start and control a real multi-process cluster (one network namespace per
 //!   member; kill, pause, partition, power loss).
 //! * [`nemesis`]: seeded fault schedules (pure) and the executor that applies them.
@@ -31,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod checker;
+pub mod checks;
 pub mod client;
 pub mod cluster;
 pub mod cmd;

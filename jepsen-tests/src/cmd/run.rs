@@ -29,16 +29,37 @@ pub const FINAL_PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The workloads `--workload` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WorkloadKind {
-    /// Independent versioned registers (read/write/cas), checked for linearizability.
+    /// Independent versioned registers (read/write/cas), checked for linearizability and
+    /// for lost acknowledged writes.
     Register,
+    /// List-append transactions over a few keys, checked for strict serializability.
+    Append,
+    /// Puts under one prefix with a watcher per member, checked for the watch guarantees.
+    Watch,
 }
 
 impl WorkloadKind {
     fn name(self) -> &'static str {
         match self {
             WorkloadKind::Register => "register",
+            WorkloadKind::Append => "append",
+            WorkloadKind::Watch => "watch",
         }
     }
+}
+
+/// A workload while it runs.
+enum Running {
+    Register(tokio::task::JoinHandle<Vec<String>>),
+    Append(tokio::task::JoinHandle<Vec<String>>),
+    Watch(workload::watch::Handle),
+}
+
+/// What a workload leaves for its checker after the final phase.
+enum Finished {
+    Register,
+    Append,
+    Watch(crate::checks::watch::WatchObservation),
 }
 
 /// Everything a run needs.
@@ -127,6 +148,9 @@ pub enum RunError {
     /// SIGINT or SIGTERM arrived; the cluster was torn down and no report was written.
     #[error("interrupted by {0}; the cluster was torn down, no report written")]
     Interrupted(&'static str),
+    /// The workload could not start.
+    #[error("failed to start the workload: {0}")]
+    Workload(String),
     /// Writing the report failed.
     #[error("failed to write the report to {dir}: {source}")]
     Report {
@@ -200,7 +224,7 @@ async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunR
         concurrency: options.concurrency,
         rate: options.rate,
     };
-    let workload = tokio::spawn(run_workload(options.workload, ctx));
+    let running = start_workload(options.workload, ctx).await?;
     let executor = Executor::new(cluster.clone(), clock);
     let nemesis_run = executor.run(&steps, stop_rx);
     let timer = async {
@@ -209,7 +233,6 @@ async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunR
     };
     let (nemesis_result, ()) = tokio::join!(nemesis_run, timer);
     let _ = stop_tx.send(true);
-    let keys = workload.await.expect("workloads do not panic");
     let heal = {
         let cluster = cluster.clone();
         tokio::task::spawn_blocking(move || cluster.heal_all())
@@ -222,15 +245,9 @@ async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunR
     let unhealthy = client::wait_healthy(&urls, options.recovery_timeout).await;
     checkers.push(recovery_result(heal, unhealthy, options.recovery_timeout));
     let final_from_ns = crate::history::Clock::now_ns(&clock);
-    let final_phase = final_phase(options.workload, &urls, &recorder, &keys);
-    if tokio::time::timeout(FINAL_PHASE_TIMEOUT, final_phase)
-        .await
-        .is_err()
-    {
-        tracing::warn!("final phase cut off after {FINAL_PHASE_TIMEOUT:?}");
-    }
+    let finished = final_phase(running, &urls, &recorder).await;
     let history = recorder.history();
-    checkers.extend(check_workload(options, &history, final_from_ns)?);
+    checkers.extend(check_workload(options, &history, final_from_ns, finished)?);
     let validity = checkers
         .iter()
         .fold(Validity::Valid, |v, c| v.merge(c.validity));
@@ -259,15 +276,43 @@ async fn run_on(cluster: Arc<NetnsCluster>, options: &RunOptions) -> Result<RunR
     Ok(report)
 }
 
-async fn run_workload(kind: WorkloadKind, ctx: Context) -> Vec<String> {
-    match kind {
-        WorkloadKind::Register => workload::register::run(ctx).await,
+async fn start_workload(kind: WorkloadKind, ctx: Context) -> Result<Running, RunError> {
+    Ok(match kind {
+        WorkloadKind::Register => Running::Register(tokio::spawn(workload::register::run(ctx))),
+        WorkloadKind::Append => Running::Append(tokio::spawn(workload::append::run(ctx))),
+        WorkloadKind::Watch => Running::Watch(
+            workload::watch::start(ctx)
+                .await
+                .map_err(RunError::Workload)?,
+        ),
+    })
+}
+
+/// After the heal: read everything back (bounded by [`FINAL_PHASE_TIMEOUT`]; operations cut
+/// off stay pending, i.e. unknown) or let the watchers catch up.
+async fn final_phase(running: Running, urls: &[String], recorder: &Recorder) -> Finished {
+    match running {
+        Running::Register(task) => {
+            let keys = task.await.expect("workloads do not panic");
+            bounded(workload::register::final_reads(urls, recorder, &keys)).await;
+            Finished::Register
+        }
+        Running::Append(task) => {
+            let keys = task.await.expect("workloads do not panic");
+            bounded(workload::append::final_reads(urls, recorder, &keys)).await;
+            Finished::Append
+        }
+        Running::Watch(handle) => Finished::Watch(handle.finish(urls, recorder).await),
     }
 }
 
-async fn final_phase(kind: WorkloadKind, urls: &[String], recorder: &Recorder, keys: &[String]) {
-    match kind {
-        WorkloadKind::Register => workload::register::final_reads(urls, recorder, keys).await,
+/// Runs `phase` for at most [`FINAL_PHASE_TIMEOUT`].
+async fn bounded(phase: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(FINAL_PHASE_TIMEOUT, phase)
+        .await
+        .is_err()
+    {
+        tracing::warn!("final phase cut off after {FINAL_PHASE_TIMEOUT:?}");
     }
 }
 
@@ -303,9 +348,12 @@ fn check_workload(
     options: &RunOptions,
     history: &[crate::history::Op],
     final_from_ns: u64,
+    finished: Finished,
 ) -> Result<Vec<CheckerResult>, RunError> {
-    match options.workload {
-        WorkloadKind::Register => {
+    match finished {
+        Finished::Append => Ok(vec![crate::checks::append::check(history)]),
+        Finished::Watch(observation) => Ok(vec![crate::checks::watch::check(&observation)]),
+        Finished::Register => {
             let check_options = CheckOptions {
                 timeout: Some(options.check_timeout),
                 ..CheckOptions::default()

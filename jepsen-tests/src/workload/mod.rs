@@ -3,17 +3,20 @@
 //!
 //! | workload | operations | checked by |
 //! |---|---|---|
-//! | [`register`] | read / write / cas (Txn on `version`) on many independent keys | linearizability, [`crate::model::VersionedRegister`] per key |
+//! | [`register`] | read / write / cas (Txn on `version`) on many independent keys | linearizability, [`crate::model::VersionedRegister`] per key; no acknowledged write lost |
+//! | [`append`] | list-append transactions (snapshot Txn + guarded Txn) | strict serializability, [`crate::checks::append`] |
+//! | [`watch`] | puts under one prefix, one watcher per member | [`crate::checks::watch`] |
 //!
 //! Every workload runs until its stop signal turns true, then (after the driver healed the
 //! cluster) runs a final phase, e.g. reading back every key, so that lost writes show up in
 //! the history that is checked.
 
+pub mod append;
 pub mod register;
+pub mod watch;
 
 use crate::history::Recorder;
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// What every workload gets from the run driver.
 #[derive(Clone)]
@@ -23,7 +26,7 @@ pub struct Context {
     /// Where operations are recorded.
     pub recorder: Arc<Recorder>,
     /// Turns true when the workload must stop issuing operations.
-    pub stop: watch::Receiver<bool>,
+    pub stop: tokio::sync::watch::Receiver<bool>,
     /// Seed for the workload's random choices.
     pub seed: u64,
     /// Number of concurrent client workers.
