@@ -5,6 +5,9 @@
 //!   sequence that holds every acknowledged write.
 //! * [`append`]: list-append transactions are strictly serializable (an Elle-style cycle
 //!   search over write-write, write-read, read-write and real-time dependencies).
+//! * [`lease`]: keys on a lease that was left to expire are gone; keys on a lease that was
+//!   kept alive never disappear.
 
 pub mod append;
+pub mod lease;
 pub mod watch;

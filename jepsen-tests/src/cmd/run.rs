@@ -36,6 +36,8 @@ pub enum WorkloadKind {
     Append,
     /// Puts under one prefix with a watcher per member, checked for the watch guarantees.
     Watch,
+    /// Leases left to expire and leases kept alive, checked for lease safety.
+    Lease,
 }
 
 impl WorkloadKind {
@@ -44,6 +46,7 @@ impl WorkloadKind {
             WorkloadKind::Register => "register",
             WorkloadKind::Append => "append",
             WorkloadKind::Watch => "watch",
+            WorkloadKind::Lease => "lease",
         }
     }
 }
@@ -53,6 +56,7 @@ enum Running {
     Register(tokio::task::JoinHandle<Vec<String>>),
     Append(tokio::task::JoinHandle<Vec<String>>),
     Watch(workload::watch::Handle),
+    Lease(tokio::task::JoinHandle<()>),
 }
 
 /// What a workload leaves for its checker after the final phase.
@@ -60,6 +64,7 @@ enum Finished {
     Register,
     Append,
     Watch(crate::checks::watch::WatchObservation),
+    Lease,
 }
 
 /// Everything a run needs.
@@ -285,6 +290,7 @@ async fn start_workload(kind: WorkloadKind, ctx: Context) -> Result<Running, Run
                 .await
                 .map_err(RunError::Workload)?,
         ),
+        WorkloadKind::Lease => Running::Lease(tokio::spawn(workload::lease::run(ctx))),
     })
 }
 
@@ -303,6 +309,18 @@ async fn final_phase(running: Running, urls: &[String], recorder: &Recorder) -> 
             Finished::Append
         }
         Running::Watch(handle) => Finished::Watch(handle.finish(urls, recorder).await),
+        Running::Lease(task) => {
+            task.await.expect("workloads do not panic");
+            // The scan waits out the TTLs first, so it gets more than the usual bound.
+            let limit = FINAL_PHASE_TIMEOUT + workload::lease::EXPIRY_SLACK;
+            if tokio::time::timeout(limit, workload::lease::final_scan(urls, recorder))
+                .await
+                .is_err()
+            {
+                tracing::warn!("final lease scan cut off after {limit:?}");
+            }
+            Finished::Lease
+        }
     }
 }
 
@@ -353,6 +371,7 @@ fn check_workload(
     match finished {
         Finished::Append => Ok(vec![crate::checks::append::check(history)]),
         Finished::Watch(observation) => Ok(vec![crate::checks::watch::check(&observation)]),
+        Finished::Lease => Ok(vec![crate::checks::lease::check(history, final_from_ns)]),
         Finished::Register => {
             let check_options = CheckOptions {
                 timeout: Some(options.check_timeout),

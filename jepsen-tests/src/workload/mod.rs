@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`register`] | read / write / cas (Txn on `version`) on many independent keys | linearizability, [`crate::model::VersionedRegister`] per key; no acknowledged write lost |
 //! | [`append`] | list-append transactions (snapshot Txn + guarded Txn) | strict serializability, [`crate::checks::append`] |
+//! | [`lease`] | expiring leases, kept-alive leases with reads | [`crate::checks::lease`] |
 //! | [`watch`] | puts under one prefix, one watcher per member | [`crate::checks::watch`] |
 //!
 //! Every workload runs until its stop signal turns true, then (after the driver healed the
@@ -12,6 +13,7 @@
 //! the history that is checked.
 
 pub mod append;
+pub mod lease;
 pub mod register;
 pub mod watch;
 
