@@ -21,3 +21,11 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO systemctl disable --now etcd >/dev/null 2>&1 || $SUDO pkill -x etcd || true
 fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
+# The Python etcd3 client (a second real client the tests drive), in its own virtualenv.
+# etcd3 0.12 needs protobuf 3.x.
+PYENV="${HOME}/.cache/skiff-py"
+if ! "$PYENV/bin/python" -c "import etcd3" >/dev/null 2>&1; then
+  echo "setup: installing the Python etcd3 client into $PYENV"
+  python3 -m venv "$PYENV"
+  "$PYENV/bin/pip" install -q "etcd3==0.12.0" "protobuf>=3.20,<4"
+fi

@@ -97,6 +97,14 @@ pub struct Flags {
         default_value_t = 5000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+    /// How often idle watchers that asked for progress notifications get one (a Go-style
+    /// duration: `500ms`, `5s`, `10m`, `1h`).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
     /// Extra URLs serving only `/metrics` and `/health` (they are always on the client URLs).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
@@ -156,6 +164,8 @@ pub struct Config {
     pub listen_metrics: Vec<SocketAddr>,
     /// The members of `--initial-cluster`.
     pub initial_cluster: Vec<InitialMember>,
+    /// `--initial-cluster-token`, mixed into the ids of members added later.
+    pub initial_cluster_token: String,
     /// New cluster or joining an existing one.
     pub cluster_state: ClusterState,
     /// Raft heartbeat interval.
@@ -170,6 +180,8 @@ pub struct Config {
     pub snapshot_count: u64,
     /// Log entries kept behind a snapshot.
     pub snapshot_catchup_entries: u64,
+    /// Interval of periodic watch progress notifications.
+    pub watch_progress_notify_interval: Duration,
     /// Test-only: acknowledge appends before fsync.
     pub unsafe_no_fsync: bool,
     /// Test-only: linearizable reads served locally.
@@ -250,6 +262,7 @@ impl Config {
                 None => Vec::new(),
             },
             initial_cluster,
+            initial_cluster_token: f.initial_cluster_token.clone(),
             cluster_state,
             heartbeat: Duration::from_millis(f.heartbeat_interval),
             election_timeout: Duration::from_millis(f.election_timeout),
@@ -261,6 +274,10 @@ impl Config {
             max_request_bytes: f.max_request_bytes,
             snapshot_count: f.snapshot_count.max(1),
             snapshot_catchup_entries: f.experimental_snapshot_catchup_entries,
+            watch_progress_notify_interval: parse_duration(
+                "experimental-watch-progress-notify-interval",
+                &f.experimental_watch_progress_notify_interval,
+            )?,
             unsafe_no_fsync: f.unsafe_no_fsync,
             unsafe_local_reads: f.unsafe_local_reads,
         })
@@ -347,7 +364,8 @@ pub fn member_id(sorted_peer_urls: &[String], token: &str) -> u64 {
     h.finish().max(1)
 }
 
-fn cluster_id(members: &[InitialMember], token: &str) -> u64 {
+/// The cluster id of a new cluster: a hash of its members' ids and the cluster token.
+pub fn cluster_id(members: &[InitialMember], token: &str) -> u64 {
     let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     ids.sort_unstable();
     let mut h = Fnv64::default();
@@ -417,9 +435,64 @@ fn resolve_all(flag: &'static str, urls: &str) -> Result<Vec<SocketAddr>, Config
     Ok(out)
 }
 
+/// Parses a Go-style duration (`250ms`, `5s`, `10m`, `1h`, or combinations like `1m30s`) as
+/// etcd's duration flags take them. Zero is refused: an interval must be positive.
+pub fn parse_duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    let bad = |reason: String| ConfigError::BadFlag { flag, reason };
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad("empty duration; use e.g. 5s or 10m".into()));
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| bad(format!("{s:?} has a number without a unit (ms, s, m, h)")))?;
+        let (num, tail) = rest.split_at(digits);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| bad(format!("{s:?} is not a duration like 5s or 10m")))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let secs = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => {
+                return Err(bad(format!(
+                    "unknown unit {other:?} in {s:?} (use ms, s, m, h)"
+                )))
+            }
+        };
+        total += Duration::from_secs_f64(value * secs);
+        rest = next;
+    }
+    if total.is_zero() {
+        return Err(bad(format!("{s:?} must be positive")));
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        let d = |s| parse_duration("x", s);
+        assert_eq!(d("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(d("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(d("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(d("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "10", "5x", "0s", "s"] {
+            assert!(d(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
 
     // A three-member --initial-cluster parses into three distinct, stable ids.
     #[test]

@@ -5,6 +5,8 @@
 //! - [`config`]: etcd's flags and the validated member configuration.
 //! - [`raft`]: openraft's type config, the log store over `skiff-wal`, the state machine
 //!   over `skiff-mvcc`, and the outbound peer network.
+//! - [`restore`]: `skiff-store snapshot restore`, seeding a new cluster from a snapshot.
+//! - [`snapshot_file`]: the operator snapshot file (`etcdctl snapshot save`) framing.
 //! - [`server`]: one running member: the etcd gRPC services (KV, Lease, Cluster,
 //!   Maintenance), the peer service, write batching and forwarding, linearizable reads,
 //!   lease expiry, `/health` and `/metrics`.
@@ -15,4 +17,6 @@
 
 pub mod config;
 pub mod raft;
+pub mod restore;
 pub mod server;
+pub mod snapshot_file;

@@ -1,10 +1,16 @@
-//! `skiff-store`: parses etcd's flags and runs one member until SIGINT/SIGTERM.
+//! `skiff-store`: parses etcd's flags and runs one member until SIGINT/SIGTERM, or runs
+//! `skiff-store snapshot restore FILE ...` (etcdctl's restore, for skiff snapshots).
 
 use clap::Parser;
 use skiff_store::config::{Config, Flags};
+use skiff_store::restore::{restore, RestoreFlags};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        return snapshot_command(&args);
+    }
     let flags = Flags::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", flags.log_level))
@@ -23,4 +29,31 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     skiff_store::server::run(cfg).await
+}
+
+/// `skiff-store snapshot restore ...`; the server's own flags stay the default command so
+/// scripts written for etcd keep working.
+fn snapshot_command(args: &[String]) -> anyhow::Result<()> {
+    if args.get(2).map(String::as_str) != Some("restore") {
+        eprintln!("usage: skiff-store snapshot restore FILE --data-dir DIR --name NAME --initial-cluster ... --initial-cluster-token TOKEN --initial-advertise-peer-urls URLS");
+        std::process::exit(2);
+    }
+    let flags = RestoreFlags::parse_from(&args[2..]);
+    match restore(&flags) {
+        Ok(r) => {
+            println!(
+                "restored snapshot {} (revision {}) into {} as member {:x} of cluster {:x}",
+                flags.file.display(),
+                r.revision,
+                r.data_dir.display(),
+                r.member_id,
+                r.cluster_id
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("skiff-store: snapshot restore failed: {e}");
+            std::process::exit(1);
+        }
+    }
 }

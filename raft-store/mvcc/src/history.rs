@@ -25,7 +25,7 @@ pub struct HashKv {
 /// The history from `from_rev` on, in revision order, as watch events.
 ///
 /// Returns whole revisions only: it stops at the first revision boundary once `max_events`
-/// events are collected, but always returns the complete first revision (so a caller always
+/// events or `max_bytes` of encoded events are collected, but always returns the complete first revision (so a caller always
 /// makes progress; one revision can hold many events, e.g. a large DeleteRange). An empty
 /// result means `from_rev` is above the current revision. `Compacted` if `from_rev` is at or
 /// below the compact revision: a compacted revision may have lost its tombstones, and a watch
@@ -34,6 +34,7 @@ pub fn events(
     view: &DbView<'_>,
     from_rev: i64,
     max_events: usize,
+    max_bytes: usize,
     with_prev_kv: bool,
 ) -> Result<Vec<PbEvent>, ReadError> {
     let compact = view.compact_revision();
@@ -54,14 +55,17 @@ pub fn events(
     let mut it = view.iter(layout::history_key(start), layout::history_key(end));
     let mut out = Vec::new();
     let mut last_main = None;
+    let mut bytes = 0;
     while let Some((k, v)) = it.item() {
         let rev = layout::history_key_decode(k);
-        if out.len() >= max_events && last_main != Some(rev.main) {
+        if (out.len() >= max_events || bytes >= max_bytes) && last_main != Some(rev.main) {
             break;
         }
         last_main = Some(rev.main);
         let rec = record::decode_history(rev.main, v);
-        out.push(to_event(view, rev, rec, with_prev_kv)?);
+        let event = to_event(view, rev, rec, with_prev_kv)?;
+        bytes += prost::Message::encoded_len(&event);
+        out.push(event);
         it.next();
     }
     it.status()

@@ -132,7 +132,20 @@ impl Mvcc {
         max_events: usize,
         with_prev_kv: bool,
     ) -> Result<Vec<PbEvent>, ReadError> {
-        self.read(|view| history::events(view, from_rev, max_events, with_prev_kv))
+        self.events_bounded(from_rev, max_events, usize::MAX, with_prev_kv)
+    }
+
+    /// Like [`Mvcc::events`], also stopping at the first revision boundary once the events
+    /// collected reach `max_bytes` (encoded size), so a reader of large values holds a
+    /// bounded amount of memory.
+    pub fn events_bounded(
+        &self,
+        from_rev: i64,
+        max_events: usize,
+        max_bytes: usize,
+        with_prev_kv: bool,
+    ) -> Result<Vec<PbEvent>, ReadError> {
+        self.read(|view| history::events(view, from_rev, max_events, max_bytes, with_prev_kv))
     }
 
     /// Lease `id` with its attached keys, if granted.
@@ -218,6 +231,32 @@ impl Mvcc {
     pub fn flush(&self) -> Result<(), StorageError> {
         let _writer = self.lock_writer();
         self.current_engine().flush()
+    }
+
+    /// Removes every caller meta entry (the `u` table) and flushes. Used when a snapshot
+    /// seeds a brand-new cluster: the data, revisions and leases stay, while the old
+    /// cluster's applied marker, membership and member attributes must not.
+    pub fn clear_meta(&self) -> Result<(), StorageError> {
+        let _writer = self.lock_writer();
+        let engine = self.current_engine();
+        let mut batch = WriteBatch::default();
+        batch.delete_range(
+            vec![layout::TABLE_USER_META],
+            vec![layout::TABLE_USER_META + 1],
+        );
+        engine.commit(batch)?;
+        engine.flush()
+    }
+
+    /// etcd's defragmentation: flushes the memtable and compacts the whole key space so
+    /// space held by deleted keys and compacted history is returned to the file system.
+    /// Readers and writers keep working meanwhile (RocksDB compacts in the background of
+    /// this call); it may take a while on a large database.
+    pub fn defragment(&self) -> Result<(), StorageError> {
+        let engine = self.current_engine();
+        engine.flush()?;
+        engine.db().compact_range::<&[u8], &[u8]>(None, None);
+        Ok(())
     }
 
     /// Writes a consistent point-in-time copy of the whole database (data and meta) to `out`.

@@ -98,6 +98,22 @@ pub enum Command {
         /// Its advertised client URLs.
         client_urls: Vec<String>,
     },
+    /// A member was removed with `MemberRemove`: its id joins the removed set (never usable
+    /// again) and its published attributes are dropped. Proposed while the member still
+    /// receives the log (as a learner), so it learns of its own removal and stops.
+    RemoveMember {
+        /// Member id.
+        id: u64,
+    },
+    /// Raise or clear an alarm (etcd's `AlarmRequest` ACTIVATE / DEACTIVATE).
+    Alarm {
+        /// `true` raises the alarm, `false` clears it.
+        activate: bool,
+        /// The member the alarm is about.
+        member_id: u64,
+        /// etcd's `AlarmType` (1 = NOSPACE, 2 = CORRUPT).
+        alarm: i32,
+    },
 }
 
 impl Command {
@@ -111,6 +127,8 @@ impl Command {
             Command::LeaseGrant { .. } => "lease_grant",
             Command::LeaseRevoke { .. } => "lease_revoke",
             Command::PublishMember { .. } => "publish_member",
+            Command::RemoveMember { .. } => "remove_member",
+            Command::Alarm { .. } => "alarm",
         }
     }
 }

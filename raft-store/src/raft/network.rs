@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -46,6 +46,14 @@ pub enum PeerMethod {
     LeaseKeepAlive,
     /// Forwarded lease time-to-live query.
     LeaseTimeToLive,
+    /// Forwarded membership change.
+    ChangeMembership,
+    /// Member list lookup (joining member).
+    ListMembers,
+    /// Pause/resume elections during a leadership transfer.
+    PauseElection,
+    /// Ask the transfer target to campaign.
+    Campaign,
 }
 
 /// A failed peer call.
@@ -94,7 +102,8 @@ pub struct PeerConn {
 }
 
 impl PeerConn {
-    fn connect(node: &MemberNode) -> Result<PeerConn, PeerError> {
+    /// A connection to the peer at `node`'s first peer URL (made lazily).
+    pub fn connect(node: &MemberNode) -> Result<PeerConn, PeerError> {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
         let hp = url_host_port(&url).map_err(|e| PeerError::BadUrl(url.clone(), e))?;
         let ep = Endpoint::from_shared(format!("http://{hp}"))
@@ -127,6 +136,10 @@ impl PeerConn {
                 PeerMethod::ReadIndex => c.read_index(request).await,
                 PeerMethod::LeaseKeepAlive => c.lease_keep_alive(request).await,
                 PeerMethod::LeaseTimeToLive => c.lease_time_to_live(request).await,
+                PeerMethod::ChangeMembership => c.change_membership(request).await,
+                PeerMethod::ListMembers => c.list_members(request).await,
+                PeerMethod::PauseElection => c.pause_election(request).await,
+                PeerMethod::Campaign => c.campaign(request).await,
             }
         };
         let resp = match tokio::time::timeout(timeout, fut).await {
@@ -146,6 +159,9 @@ impl PeerConn {
 #[derive(Clone, Default)]
 pub struct Peers {
     conns: Arc<Mutex<HashMap<u64, (MemberNode, PeerConn)>>>,
+    /// When each peer last answered a Raft RPC: etcd's "connected since" for the health
+    /// checks of membership changes.
+    contact: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 impl Peers {
@@ -161,6 +177,22 @@ impl Peers {
         conns.insert(id, (node.clone(), conn.clone()));
         Ok(conn)
     }
+
+    /// Whether `id` answered a Raft RPC within `window`.
+    pub fn answered_within(&self, id: u64, window: Duration) -> bool {
+        self.contact
+            .lock()
+            .expect("peer contact lock poisoned")
+            .get(&id)
+            .is_some_and(|t| t.elapsed() <= window)
+    }
+
+    fn record_contact(&self, id: u64) {
+        self.contact
+            .lock()
+            .expect("peer contact lock poisoned")
+            .insert(id, Instant::now());
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Peers {
@@ -168,6 +200,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> RaftPeer {
         RaftPeer {
+            peers: self.clone(),
             target,
             conn: self.get(target, node).map_err(|e| e.to_string()),
         }
@@ -176,6 +209,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
 
 /// openraft's view of one peer.
 pub struct RaftPeer {
+    peers: Peers,
     target: u64,
     conn: Result<PeerConn, String>,
 }
@@ -204,6 +238,7 @@ impl RaftPeer {
                 PeerError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 _ => RPCError::Network(NetworkError::new(&e)),
             })?;
+        self.peers.record_contact(self.target);
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

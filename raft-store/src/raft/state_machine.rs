@@ -13,7 +13,10 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use etcd_client::proto::PbEvent;
+use std::collections::BTreeSet;
+
+use etcd_client::proto::PbTxnOpRequest as PbRequest;
+use etcd_client::proto::{PbEvent, PbTxnRequest};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageError, StoredMembership,
@@ -30,6 +33,10 @@ const META_APPLIED: &[u8] = b"raft/applied";
 const META_PARTIAL: &[u8] = b"raft/partial";
 const META_MEMBERSHIP: &[u8] = b"raft/membership";
 const META_MEMBER_PREFIX: &str = "member/";
+const META_REMOVED: &[u8] = b"members/removed";
+const META_ALARMS: &[u8] = b"alarms";
+/// etcd's `AlarmType_NOSPACE`.
+pub const ALARM_NOSPACE: i32 = 1;
 
 /// Who hears about applied changes (the lessor, the watch hub). Called on the apply path,
 /// so implementations must be quick and must not block.
@@ -42,6 +49,8 @@ pub trait ApplyObserver: Send + Sync + 'static {
     fn events(&self, revision: i64, events: Vec<PbEvent>);
     /// The whole state was replaced by a snapshot from the leader.
     fn snapshot_installed(&self);
+    /// Member `id` was removed from the cluster (`MemberRemove` applied).
+    fn member_removed(&self, id: u64);
 }
 
 /// Attributes a member publishes after it starts.
@@ -80,6 +89,44 @@ pub fn member_attrs(mvcc: &Mvcc, id: u64) -> Option<MemberAttrs> {
         .get_meta(format!("{META_MEMBER_PREFIX}{id:016x}").as_bytes())
         .ok()??;
     decode(&bytes).ok()
+}
+
+/// The ids removed from the cluster so far; a removed id is never accepted again.
+pub fn removed_members(mvcc: &Mvcc) -> BTreeSet<u64> {
+    mvcc.get_meta(META_REMOVED)
+        .expect("the removed-member set is readable")
+        .map(|b| decode(&b).expect("the removed-member set decodes"))
+        .unwrap_or_default()
+}
+
+/// The active alarms as `(member id, alarm type)`, in order.
+pub fn alarms(mvcc: &Mvcc) -> Vec<(u64, i32)> {
+    mvcc.get_meta(META_ALARMS)
+        .expect("the alarm set is readable")
+        .map(|b| decode::<BTreeSet<(u64, i32)>>(&b).expect("the alarm set decodes"))
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Whether a command adds data, so a raised NOSPACE alarm refuses it (etcd's capped
+/// applier: puts, transactions with a put anywhere, lease grants).
+fn adds_data(cmd: &Command) -> bool {
+    fn txn_has_put(t: &PbTxnRequest) -> bool {
+        t.success
+            .iter()
+            .chain(&t.failure)
+            .any(|op| match &op.request {
+                Some(PbRequest::RequestPut(_)) => true,
+                Some(PbRequest::RequestTxn(inner)) => txn_has_put(inner),
+                _ => false,
+            })
+    }
+    match cmd {
+        Command::Put(_) | Command::LeaseGrant { .. } => true,
+        Command::Txn(b) => PbTxnRequest::decode(b.as_slice()).is_ok_and(|t| txn_has_put(&t)),
+        _ => false,
+    }
 }
 
 impl StateMachine {
@@ -166,6 +213,15 @@ impl StateMachine {
                 format!("undecodable {what} in the log: {e}"),
             ))
         };
+        if adds_data(&cmd) && alarms(&self.mvcc).iter().any(|a| a.1 == ALARM_NOSPACE) {
+            return self.reject(
+                meta,
+                CommandResult::Err(ApiError::new(
+                    tonic::Code::ResourceExhausted,
+                    "etcdserver: mvcc: database space exceeded",
+                )),
+            );
+        }
         let applied = match &cmd {
             Command::Put(b) => match Message::decode(b.as_slice()) {
                 Ok(r) => self.mvcc.apply(WriteOp::Put(&r), meta),
@@ -201,6 +257,33 @@ impl StateMachine {
                 all.push((key.as_bytes(), &attrs));
                 self.mvcc.apply(WriteOp::MetaOnly, &all)
             }
+            Command::RemoveMember { id } => {
+                let mut removed = removed_members(&self.mvcc);
+                removed.insert(*id);
+                let removed = encode(&removed);
+                // An empty value reads as "never published" (it does not decode).
+                let key = format!("{META_MEMBER_PREFIX}{id:016x}");
+                let mut all = meta.to_vec();
+                all.push((META_REMOVED, &removed));
+                all.push((key.as_bytes(), &[]));
+                self.mvcc.apply(WriteOp::MetaOnly, &all)
+            }
+            Command::Alarm {
+                activate,
+                member_id,
+                alarm,
+            } => {
+                let mut set: BTreeSet<(u64, i32)> = alarms(&self.mvcc).into_iter().collect();
+                if *activate {
+                    set.insert((*member_id, *alarm));
+                } else {
+                    set.remove(&(*member_id, *alarm));
+                }
+                let set = encode(&set);
+                let mut all = meta.to_vec();
+                all.push((META_ALARMS, &set));
+                self.mvcc.apply(WriteOp::MetaOnly, &all)
+            }
         }
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(self.finish(&cmd, applied))
@@ -234,6 +317,7 @@ impl StateMachine {
         match cmd {
             Command::LeaseGrant { id, ttl } => self.observer.lease_granted(*id, *ttl),
             Command::LeaseRevoke { id } => self.observer.lease_revoked(*id),
+            Command::RemoveMember { id } => self.observer.member_removed(*id),
             _ => {}
         }
         if !events.is_empty() {

@@ -1,5 +1,6 @@
 //! etcd's `Cluster` service. Membership is Raft's (openraft's joint-consensus config);
-//! names and client URLs come from what each member published after starting.
+//! names and client URLs come from what each member published after starting. Changes are
+//! validated and executed on the leader by `membership`.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use etcd_client::proto::{
 };
 use tonic::{Request, Response, Status};
 
+use super::membership::{self, MemberOp};
 use super::{track, Node};
-use crate::raft::state_machine::member_attrs;
 
 /// The Cluster service.
 pub struct ClusterService {
@@ -27,57 +28,69 @@ impl ClusterService {
 
 /// The members as etcd lists them, voters and learners, ordered by id.
 pub fn members(node: &Node) -> Vec<PbMember> {
-    let m = node.raft.metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-    let mut out: Vec<PbMember> = membership
-        .nodes()
-        .map(|(id, n)| {
-            let attrs = member_attrs(&node.mvcc, *id).unwrap_or_default();
-            PbMember {
-                id: *id,
-                name: if attrs.name.is_empty() {
-                    n.name.clone()
-                } else {
-                    attrs.name
-                },
-                peer_ur_ls: n.peer_urls.clone(),
-                client_ur_ls: attrs.client_urls,
-                is_learner: !voters.contains(id),
-            }
-        })
-        .collect();
-    out.sort_by_key(|m| m.id);
-    out
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "skiff-store: {what} is not implemented yet (see docs/compatibility.md)"
-    ))
+    membership::current_members(node)
+        .iter()
+        .map(|m| m.to_pb())
+        .collect()
 }
 
 #[tonic::async_trait]
 impl etcd_client::proto::PbClusterService for ClusterService {
     async fn member_add(
         &self,
-        _r: Request<PbMemberAddRequest>,
+        req: Request<PbMemberAddRequest>,
     ) -> Result<Response<PbMemberAddResponse>, Status> {
-        Err(not_yet("MemberAdd"))
+        let r = req.into_inner();
+        let node = &self.node;
+        track(node, "MemberAdd", async {
+            let op = MemberOp::Add {
+                peer_urls: r.peer_ur_ls,
+                learner: r.is_learner,
+            };
+            let res = membership::change(node, op).await?;
+            Ok(PbMemberAddResponse {
+                header: node.header(node.mvcc.current_revision()),
+                member: res.member.map(|m| m.to_pb()),
+                members: res.members.iter().map(|m| m.to_pb()).collect(),
+            })
+        })
+        .await
     }
 
     async fn member_remove(
         &self,
-        _r: Request<PbMemberRemoveRequest>,
+        req: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
-        Err(not_yet("MemberRemove"))
+        let id = req.into_inner().id;
+        let node = &self.node;
+        track(node, "MemberRemove", async {
+            let res = membership::change(node, MemberOp::Remove { id }).await?;
+            Ok(PbMemberRemoveResponse {
+                header: node.header(node.mvcc.current_revision()),
+                members: res.members.iter().map(|m| m.to_pb()).collect(),
+            })
+        })
+        .await
     }
 
     async fn member_update(
         &self,
-        _r: Request<PbMemberUpdateRequest>,
+        req: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
-        Err(not_yet("MemberUpdate"))
+        let r = req.into_inner();
+        let node = &self.node;
+        track(node, "MemberUpdate", async {
+            let op = MemberOp::Update {
+                id: r.id,
+                peer_urls: r.peer_ur_ls,
+            };
+            let res = membership::change(node, op).await?;
+            Ok(PbMemberUpdateResponse {
+                header: node.header(node.mvcc.current_revision()),
+                members: res.members.iter().map(|m| m.to_pb()).collect(),
+            })
+        })
+        .await
     }
 
     async fn member_list(
@@ -100,8 +113,17 @@ impl etcd_client::proto::PbClusterService for ClusterService {
 
     async fn member_promote(
         &self,
-        _r: Request<PbMemberPromoteRequest>,
+        req: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
-        Err(not_yet("MemberPromote"))
+        let id = req.into_inner().id;
+        let node = &self.node;
+        track(node, "MemberPromote", async {
+            let res = membership::change(node, MemberOp::Promote { id }).await?;
+            Ok(PbMemberPromoteResponse {
+                header: node.header(node.mvcc.current_revision()),
+                members: res.members.iter().map(|m| m.to_pb()).collect(),
+            })
+        })
+        .await
     }
 }

@@ -62,3 +62,78 @@ pub fn no_space() -> ApiError {
 pub fn internal(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(Code::Internal, format!("etcdserver: {what}"))
 }
+/// `etcdserver: member ID already exist`
+pub fn member_exist() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: member ID already exist",
+    )
+}
+/// `etcdserver: Peer URLs already exists`
+pub fn peer_url_exist() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: Peer URLs already exists",
+    )
+}
+/// `etcdserver: re-configuration failed due to not enough started members`
+pub fn not_enough_started() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: re-configuration failed due to not enough started members",
+    )
+}
+/// `etcdserver: given member URLs are invalid`
+pub fn bad_member_urls() -> ApiError {
+    err(
+        Code::InvalidArgument,
+        "etcdserver: given member URLs are invalid",
+    )
+}
+/// `etcdserver: member not found`
+pub fn member_not_found() -> ApiError {
+    err(Code::NotFound, "etcdserver: member not found")
+}
+/// `etcdserver: can only promote a learner member`
+pub fn member_not_learner() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: can only promote a learner member",
+    )
+}
+/// `etcdserver: can only promote a learner member which is in sync with leader`
+pub fn learner_not_ready() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    )
+}
+/// `etcdserver: too many learner members in cluster`
+pub fn too_many_learners() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: too many learner members in cluster",
+    )
+}
+/// `etcdserver: not leader`
+pub fn not_leader() -> ApiError {
+    err(Code::FailedPrecondition, "etcdserver: not leader")
+}
+/// `etcdserver: bad leader transferee`
+pub fn bad_leader_transferee() -> ApiError {
+    err(
+        Code::FailedPrecondition,
+        "etcdserver: bad leader transferee",
+    )
+}
+/// `etcdserver: request timed out, leader transfer took too long`
+pub fn leader_transfer_timeout() -> ApiError {
+    err(
+        Code::Unavailable,
+        "etcdserver: request timed out, leader transfer took too long",
+    )
+}
+/// `etcdserver: unhealthy cluster`
+pub fn unhealthy() -> ApiError {
+    err(Code::Unavailable, "etcdserver: unhealthy cluster")
+}

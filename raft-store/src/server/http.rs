@@ -8,7 +8,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer};
+use etcd_client::proto::{
+    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
+};
 
 use super::Node;
 
@@ -45,6 +47,10 @@ fn grpc_router(node: &Arc<Node>) -> axum::Router {
     let limit = node.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(
         PbKvServer::new(super::kv::KvService::new(node.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        PbWatchServer::new(super::watch::WatchService::new(node.clone()))
+            .max_decoding_message_size(limit),
     )
     .add_service(
         PbLeaseServer::new(super::lease::LeaseService::new(node.clone()))

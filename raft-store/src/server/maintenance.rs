@@ -1,4 +1,10 @@
-//! etcd's `Maintenance` service: Status, Alarm, HashKV/Hash, Snapshot, Defragment.
+//! etcd's `Maintenance` service: Status, Alarm, HashKV/Hash, Snapshot, Defragment,
+//! MoveLeader.
+//!
+//! Alarms are replicated state (`Command::Alarm`), as in etcd: [`quota_watch`] raises
+//! NOSPACE for this member once the backend exceeds `--quota-backend-bytes`; from then on
+//! every member's state machine refuses writes that add data until an operator disarms it
+//! (after compaction and defragmentation brought the size down).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,12 +18,18 @@ use etcd_client::proto::{
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{mvcc_error, track, Node, ETCD_VERSION};
+use super::{errors, mvcc_error, track, Node, ETCD_VERSION};
+use crate::raft::state_machine::{self, ALARM_NOSPACE};
+use crate::raft::Command;
 
 /// Bytes per message of the Snapshot stream (etcd sends 32 KiB chunks).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
-/// etcd's `AlarmType_NOSPACE`.
-const ALARM_NOSPACE: i32 = 1;
+/// How often each member compares its backend size with the quota.
+const QUOTA_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// etcd's `AlarmRequest_GET`, `ACTIVATE`, `DEACTIVATE`.
+const ALARM_GET: i32 = 0;
+const ALARM_ACTIVATE: i32 = 1;
+const ALARM_DEACTIVATE: i32 = 2;
 
 /// The Maintenance service.
 pub struct MaintenanceService {
@@ -31,15 +43,58 @@ impl MaintenanceService {
     }
 }
 
-/// Active alarms: NOSPACE while the backend is over its quota.
+/// The active alarms of the cluster (replicated state).
 fn alarms(node: &Node) -> Vec<PbAlarmMember> {
-    if node.check_quota().is_err() {
-        vec![PbAlarmMember {
-            member_id: node.cfg.member_id,
+    state_machine::alarms(&node.mvcc)
+        .into_iter()
+        .map(|(member_id, alarm)| PbAlarmMember { member_id, alarm })
+        .collect()
+}
+
+/// Whether any member has raised NOSPACE.
+pub fn nospace_raised(mvcc: &skiff_mvcc::Mvcc) -> bool {
+    state_machine::alarms(mvcc)
+        .iter()
+        .any(|(_, a)| *a == ALARM_NOSPACE)
+}
+
+fn alarm_name(alarm: i32) -> &'static str {
+    match alarm {
+        1 => "NOSPACE",
+        2 => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
+/// Raises NOSPACE for this member whenever its backend is over the quota and the alarm is
+/// not raised yet (after a disarm while still too large, it is raised again, as etcd does
+/// on the next write).
+pub async fn quota_watch(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(QUOTA_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let size = node.mvcc.db_size_bytes().unwrap_or(0);
+        if size <= node.cfg.quota_backend_bytes {
+            continue;
+        }
+        let me = node.cfg.member_id;
+        let raised = state_machine::alarms(&node.mvcc).contains(&(me, ALARM_NOSPACE));
+        if raised {
+            continue;
+        }
+        tracing::warn!(
+            size,
+            quota = node.cfg.quota_backend_bytes,
+            "backend exceeds --quota-backend-bytes: raising the NOSPACE alarm"
+        );
+        let cmd = Command::Alarm {
+            activate: true,
+            member_id: me,
             alarm: ALARM_NOSPACE,
-        }]
-    } else {
-        Vec::new()
+        };
+        if let Err(e) = node.proposer.propose(cmd).await {
+            tracing::warn!(error = %e, "raising the NOSPACE alarm failed; will retry");
+        }
     }
 }
 
@@ -49,15 +104,54 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Statu
 impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
     async fn alarm(
         &self,
-        _req: Request<PbAlarmRequest>,
+        req: Request<PbAlarmRequest>,
     ) -> Result<Response<PbAlarmResponse>, Status> {
+        let r = req.into_inner();
         let node = &self.node;
         track(node, "Alarm", async {
-            // Alarms are derived from the quota, so ACTIVATE/DEACTIVATE change nothing: the
-            // alarm clears once compaction and defragmentation bring the size down.
+            if r.action == ALARM_GET {
+                return Ok(PbAlarmResponse {
+                    header: node.header(node.mvcc.current_revision()),
+                    alarms: alarms(node),
+                });
+            }
+            let activate = match r.action {
+                ALARM_ACTIVATE => true,
+                ALARM_DEACTIVATE => false,
+                other => {
+                    return Err(crate::raft::ApiError::new(
+                        tonic::Code::InvalidArgument,
+                        format!("etcdserver: unknown alarm action {other}"),
+                    ))
+                }
+            };
+            // etcd answers with the alarm it changed, and nothing when there was nothing to
+            // change (disarming an alarm that is not raised).
+            let was = state_machine::alarms(&node.mvcc).contains(&(r.member_id, r.alarm));
+            if r.alarm == 0 || was == activate {
+                return Ok(PbAlarmResponse {
+                    header: node.header(node.mvcc.current_revision()),
+                    alarms: Vec::new(),
+                });
+            }
+            let cmd = Command::Alarm {
+                activate,
+                member_id: r.member_id,
+                alarm: r.alarm,
+            };
+            let ((), rev) = node.write_unit(cmd).await?;
+            tracing::info!(
+                member = format!("{:x}", r.member_id),
+                alarm = alarm_name(r.alarm),
+                activate,
+                "alarm changed"
+            );
             Ok(PbAlarmResponse {
-                header: node.header(node.mvcc.current_revision()),
-                alarms: alarms(node),
+                header: node.header(rev),
+                alarms: vec![PbAlarmMember {
+                    member_id: r.member_id,
+                    alarm: r.alarm,
+                }],
             })
         })
         .await
@@ -84,7 +178,10 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
                 raft_index: m.last_log_index.unwrap_or(0),
                 raft_term: m.current_term,
                 raft_applied_index: m.last_applied.map_or(0, |l| l.index),
-                errors: alarms(node).iter().map(|_| "NOSPACE".to_string()).collect(),
+                errors: alarms(node)
+                    .iter()
+                    .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+                    .collect(),
                 db_size_in_use: db,
                 is_learner,
                 storage_version: String::new(),
@@ -101,7 +198,17 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
     ) -> Result<Response<PbDefragmentResponse>, Status> {
         let node = &self.node;
         track(node, "Defragment", async {
-            node.mvcc.flush().map_err(super::storage_failure)?;
+            let mvcc = node.mvcc.clone();
+            let before = mvcc.db_size_bytes().unwrap_or(0);
+            tokio::task::spawn_blocking(move || mvcc.defragment())
+                .await
+                .map_err(errors::internal)?
+                .map_err(super::storage_failure)?;
+            tracing::info!(
+                before,
+                after = node.mvcc.db_size_bytes().unwrap_or(0),
+                "defragmented the backend"
+            );
             Ok(PbDefragmentResponse {
                 header: node.header(node.mvcc.current_revision()),
             })
@@ -153,6 +260,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("failed to write snapshot: {e}")))?;
+        let data = crate::snapshot_file::wrap(data);
         let header = self.node.header(self.node.mvcc.current_revision());
         let total = data.len();
         let chunks: Vec<Result<PbSnapshotResponse, Status>> = data
@@ -173,11 +281,17 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _r: Request<PbMoveLeaderRequest>,
+        req: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(Status::unimplemented(
-            "skiff-store: MoveLeader is not implemented yet (see docs/compatibility.md)",
-        ))
+        let target = req.into_inner().target_id;
+        let node = &self.node;
+        track(node, "MoveLeader", async {
+            super::transfer::move_leader(node, target).await?;
+            Ok(PbMoveLeaderResponse {
+                header: node.header(node.mvcc.current_revision()),
+            })
+        })
+        .await
     }
 
     async fn downgrade(

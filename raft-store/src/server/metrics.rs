@@ -17,6 +17,16 @@ pub struct Metrics {
     pub grpc_handled: IntCounterVec,
     /// gRPC request latency by method.
     pub grpc_latency: HistogramVec,
+    /// Open watch streams.
+    pub watch_streams: IntGauge,
+    /// Watchers on all streams.
+    pub watchers: IntGauge,
+    /// Events sent to watchers.
+    pub watch_events: IntCounter,
+    /// Reads of the MVCC history by watchers behind the in-memory ring.
+    pub watch_history_reads: IntCounter,
+    watch_ring_revisions: IntGauge,
+    watch_ring_bytes: IntGauge,
     has_leader: IntGauge,
     is_leader: IntGauge,
     term: IntGauge,
@@ -66,7 +76,41 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(grpc_latency.clone()))
             .expect("metric registered once");
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric name");
+            r.register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
         Metrics {
+            watch_streams: gauge(
+                &r,
+                "etcd_debugging_mvcc_watch_stream_total",
+                "Open watch streams.",
+            ),
+            watchers: gauge(
+                &r,
+                "etcd_debugging_mvcc_watcher_total",
+                "Watchers on all streams.",
+            ),
+            watch_events: counter(
+                "etcd_debugging_mvcc_events_total",
+                "Events sent to watchers.",
+            ),
+            watch_history_reads: counter(
+                "skiff_watch_history_reads_total",
+                "Watch deliveries read from the MVCC history (watchers behind the ring).",
+            ),
+            watch_ring_revisions: gauge(
+                &r,
+                "skiff_watch_ring_revisions",
+                "Revisions held in the in-memory watch ring.",
+            ),
+            watch_ring_bytes: gauge(
+                &r,
+                "skiff_watch_ring_bytes",
+                "Event bytes held in the in-memory watch ring.",
+            ),
             has_leader: gauge(&r, "etcd_server_has_leader", "1 if a leader exists."),
             is_leader: gauge(
                 &r,
@@ -129,6 +173,9 @@ impl Metrics {
             .set(node.mvcc.db_size_bytes().unwrap_or(0) as i64);
         self.revision.set(node.mvcc.current_revision());
         self.compact_revision.set(node.mvcc.compact_revision());
+        let (revs, bytes) = node.watch_hub.usage();
+        self.watch_ring_revisions.set(revs as i64);
+        self.watch_ring_bytes.set(bytes as i64);
         let w = node.log.wal().stats();
         self.wal_fsyncs.set(w.fsyncs as i64);
         self.wal_entries.set(w.entries_written as i64);

@@ -2,23 +2,28 @@
 //! wired together and run until SIGINT/SIGTERM.
 //!
 //! ```text
-//!  client port (2379): gRPC KV/Lease/Cluster/Maintenance + HTTP /health /metrics
+//!  client port (2379): gRPC KV/Watch/Lease/Cluster/Maintenance + HTTP /health /metrics
 //!        │ writes: Proposer (batch / forward) ──► Raft ──► StateMachine (MVCC)
 //!        │ reads:  ReadBarrier (ReadIndex)      ──► MVCC
+//!        │ watch:  applied events ──► WatchHub ──► watch streams (history from MVCC)
 //!  peer port (2380):  Peer service (Raft RPCs, forwarded proposals, read index, lease calls)
 //! ```
 
 pub mod cluster;
 pub mod errors;
 pub mod http;
+pub mod identity;
 pub mod kv;
 pub mod lease;
 pub mod lessor;
 pub mod maintenance;
+pub mod membership;
 pub mod metrics;
 pub mod peer;
 pub mod proposer;
 pub mod reads;
+pub mod transfer;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +43,7 @@ use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft};
 use lessor::Lessor;
 use proposer::Proposer;
 use reads::ReadBarrier;
+use watch::hub::{HubLimits, WatchHub};
 
 /// The etcd version this member reports. Kubernetes enables watch progress requests only
 /// for etcd >= 3.5.13, and skiff-store implements what that version offers clients.
@@ -63,6 +69,8 @@ pub struct Node {
     pub reads: ReadBarrier,
     /// Lease deadlines.
     pub lessor: Arc<Lessor>,
+    /// Recent history shared by all watch streams.
+    pub watch_hub: Arc<WatchHub>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
 }
@@ -95,10 +103,14 @@ impl Node {
     }
 }
 
-/// Hears about applied changes: keeps the lessor's lease set current.
+/// Hears about applied changes: keeps the lessor's lease set current and feeds watchers.
 struct Observer {
     lessor: Arc<Lessor>,
     mvcc: Arc<Mvcc>,
+    hub: Arc<WatchHub>,
+    /// This member's id and the signal that it was removed from the cluster.
+    member_id: u64,
+    removed: Arc<tokio::sync::Notify>,
 }
 
 impl ApplyObserver for Observer {
@@ -108,11 +120,19 @@ impl ApplyObserver for Observer {
     fn lease_revoked(&self, id: i64) {
         self.lessor.revoked(id);
     }
-    fn events(&self, _revision: i64, _events: Vec<PbEvent>) {}
+    fn events(&self, revision: i64, events: Vec<PbEvent>) {
+        self.hub.publish(revision, events);
+    }
     fn snapshot_installed(&self) {
+        self.hub.reset(self.mvcc.current_revision());
         match self.mvcc.leases() {
             Ok(l) => self.lessor.reset(l, Instant::now()),
             Err(e) => tracing::error!(error = %e, "failed to read leases after a snapshot install"),
+        }
+    }
+    fn member_removed(&self, id: u64) {
+        if id == self.member_id {
+            self.removed.notify_one();
         }
     }
 }
@@ -137,7 +157,10 @@ fn raft_config(cfg: &Config) -> anyhow::Result<openraft::Config> {
 }
 
 /// Opens storage, starts Raft and all listeners, and serves until a shutdown signal.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+    let ident = identity::resolve(&cfg).await?;
+    cfg.member_id = ident.member_id;
+    cfg.cluster_id = ident.cluster_id;
     let member_dir = cfg.data_dir.join("member");
     std::fs::create_dir_all(&member_dir)
         .with_context(|| format!("failed to create {}", member_dir.display()))?;
@@ -163,9 +186,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         mvcc.leases().context("failed to read leases")?,
         Instant::now(),
     );
+    if crate::raft::state_machine::removed_members(&mvcc).contains(&cfg.member_id) {
+        anyhow::bail!(
+            "the member has been permanently removed from the cluster (member {:x}); \
+             remove its data dir and add it again with `etcdctl member add`",
+            cfg.member_id
+        );
+    }
+    let removed = Arc::new(tokio::sync::Notify::new());
+    let watch_hub = Arc::new(WatchHub::new(mvcc.current_revision(), HubLimits::default()));
     let observer = Arc::new(Observer {
         lessor: lessor.clone(),
         mvcc: mvcc.clone(),
+        hub: watch_hub.clone(),
+        member_id: cfg.member_id,
+        removed: removed.clone(),
     });
     let sm = StateMachine::new(mvcc.clone(), observer);
     let peers = Peers::default();
@@ -199,13 +234,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         proposer,
         reads,
         lessor,
+        watch_hub,
     });
     peer::serve(node.clone()).await?;
-    bootstrap(&node).await?;
+    bootstrap(&node, ident.bootstrap.as_deref()).await?;
     http::serve_clients(node.clone()).await?;
     tokio::spawn(publish_member(node.clone()));
     tokio::spawn(lease_expiry(node.clone()));
     tokio::spawn(leadership_watch(node.clone()));
+    tokio::spawn(maintenance::quota_watch(node.clone()));
     tracing::info!(
         name = %node.cfg.name,
         member_id = format!("{:x}", node.cfg.member_id),
@@ -213,8 +250,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         client_urls = ?node.cfg.advertise_client_urls,
         "skiff-store member started"
     );
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = removed.notified() => tracing::warn!(
+            member_id = format!("{:x}", node.cfg.member_id),
+            "the member has been permanently removed from the cluster; shutting down"
+        ),
+    }
     let _ = node.raft.shutdown().await;
     node.mvcc
         .flush()
@@ -223,9 +265,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// On first start of a new cluster, write the initial membership (every member does the
-/// same, which openraft allows: identical initial configs agree).
-async fn bootstrap(node: &Node) -> anyhow::Result<()> {
-    if node.cfg.cluster_state == ClusterState::Existing {
+/// same, which openraft allows: identical initial configs agree). A data dir seeded by
+/// `snapshot restore` carries its membership in `restored`, whatever the flags say.
+async fn bootstrap(
+    node: &Node,
+    restored: Option<&[identity::BootstrapMember]>,
+) -> anyhow::Result<()> {
+    if node.cfg.cluster_state == ClusterState::Existing && restored.is_none() {
         return Ok(());
     }
     let mut log = node.log.clone();
@@ -234,20 +280,30 @@ async fn bootstrap(node: &Node) -> anyhow::Result<()> {
     if !pristine {
         return Ok(());
     }
-    let members: BTreeMap<u64, MemberNode> = node
-        .cfg
-        .initial_cluster
-        .iter()
-        .map(|m| {
-            (
-                m.id,
-                MemberNode {
+    let members: BTreeMap<u64, MemberNode> = match restored {
+        Some(list) => list
+            .iter()
+            .map(|m| {
+                let n = MemberNode {
                     name: m.name.clone(),
                     peer_urls: m.peer_urls.clone(),
-                },
-            )
-        })
-        .collect();
+                };
+                (m.id, n)
+            })
+            .collect(),
+        None => node
+            .cfg
+            .initial_cluster
+            .iter()
+            .map(|m| {
+                let n = MemberNode {
+                    name: m.name.clone(),
+                    peer_urls: m.peer_urls.clone(),
+                };
+                (m.id, n)
+            })
+            .collect(),
+    };
     match node.raft.initialize(members).await {
         Ok(()) => tracing::info!("bootstrapped a new cluster from --initial-cluster"),
         Err(e) => tracing::info!(error = %e, "cluster already initialized"),
@@ -382,8 +438,12 @@ pub fn storage_failure(e: skiff_mvcc::StorageError) -> ApiError {
 impl Node {
     /// Refuses writes that add data once the backend exceeds `--quota-backend-bytes`
     /// (deletes, compaction and reads keep working, as with etcd's NOSPACE alarm).
+    /// The NOSPACE alarm, once raised, stays until `alarm disarm` (see
+    /// `maintenance::quota_watch`, which raises it).
     pub fn check_quota(&self) -> Result<(), ApiError> {
-        if self.mvcc.db_size_bytes().unwrap_or(0) > self.cfg.quota_backend_bytes {
+        if self.mvcc.db_size_bytes().unwrap_or(0) > self.cfg.quota_backend_bytes
+            || maintenance::nospace_raised(&self.mvcc)
+        {
             return Err(errors::no_space());
         }
         Ok(())

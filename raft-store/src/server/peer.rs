@@ -2,12 +2,14 @@
 //! forward to this member when it leads.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use super::membership::{self, ClusterInfo, MemberOp};
 use super::proposer::ProposeError;
 use super::reads::leader_read_index;
+use super::transfer;
 use super::Node;
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::Blob;
@@ -74,7 +76,7 @@ impl Peer for PeerService {
     }
 
     async fn read_index(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let r = leader_read_index(&self.node.raft).await;
+        let r = leader_read_index(&self.node.proposer).await;
         reply(&r)
     }
 
@@ -85,6 +87,31 @@ impl Peer for PeerService {
         } else {
             Err(ProposeError::NotLeader)
         };
+        reply(&r)
+    }
+
+    async fn change_membership(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let op: MemberOp = arg(req)?;
+        let r = membership::change_on_leader(&self.node, op).await;
+        reply(&r)
+    }
+
+    async fn list_members(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        reply(&ClusterInfo {
+            cluster_id: self.node.cfg.cluster_id,
+            members: membership::current_members(&self.node),
+        })
+    }
+
+    async fn pause_election(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let pause: Option<Duration> = arg(req)?;
+        transfer::local_pause_elections(&self.node, pause);
+        reply(&())
+    }
+
+    async fn campaign(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let limit: Duration = arg(req)?;
+        let r = transfer::campaign(&self.node, limit).await;
         reply(&r)
     }
 

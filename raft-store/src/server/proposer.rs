@@ -15,6 +15,7 @@
 //! other failure is returned to the client as an unknown outcome, since re-proposing a write
 //! that may already be committed could apply it twice.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub struct Proposer {
     queue: mpsc::Sender<Pending>,
     leader_wait: Duration,
     request_timeout: Duration,
+    /// Set on the leader while it hands leadership over (MoveLeader): it then refuses new
+    /// writes and read-index rounds as if it no longer led, so the target can catch up and
+    /// the followers' leader lease can lapse. Callers retry and find the new leader.
+    transferring: Arc<AtomicBool>,
 }
 
 /// Where the leader is, as far as this member knows.
@@ -89,6 +94,7 @@ impl Proposer {
             queue: tx,
             leader_wait: election_timeout * 3,
             request_timeout: election_timeout * 2 + Duration::from_secs(5),
+            transferring: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -175,8 +181,21 @@ impl Proposer {
         Err(errors::leader_changed())
     }
 
+    /// Marks the start (`true`) or end of a leadership transfer away from this member.
+    pub fn set_transferring(&self, on: bool) {
+        self.transferring.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether this member is handing its leadership over.
+    pub fn is_transferring(&self) -> bool {
+        self.transferring.load(Ordering::SeqCst)
+    }
+
     /// Queues `cmd` for this member's next batch; `NotLeader` if this member does not lead.
     pub async fn propose_local(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
+        if self.is_transferring() {
+            return Err(ProposeError::NotLeader);
+        }
         let (tx, rx) = oneshot::channel();
         self.queue
             .send(Pending { cmd, reply: tx })

@@ -89,9 +89,12 @@ async fn round_loop(proposer: Proposer, mut rx: mpsc::Receiver<Waiter>, timeout:
 
 /// One ReadIndex round: the commit index a read must wait for.
 async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiError> {
-    for _ in 0..3 {
+    // A leader that is handing over (or just lost) leadership answers NotLeader; keep
+    // asking until a leader answers or the read's own timeout passes.
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
         let res = match proposer.leader().await? {
-            LeaderRef::Me => leader_read_index(proposer.raft()).await,
+            LeaderRef::Me => leader_read_index(proposer).await,
             LeaderRef::Other(id, node) => {
                 let conn = proposer.peers().get(id, &node).map_err(errors::internal)?;
                 conn.call::<_, Result<u64, ProposeError>>(PeerMethod::ReadIndex, &(), timeout)
@@ -110,13 +113,20 @@ async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiEr
 
 /// On the leader: confirm leadership with a quorum and return the index to wait for.
 ///
+/// Refused while leadership is being handed over: the round's heartbeats would renew the
+/// followers' lease that the transfer waits out.
+///
 /// The commit index is only trustworthy once the leader has committed an entry of its own
 /// term (Raft §8; etcd's ReadIndex waits for the same). openraft restores a restarted leader
 /// without an election and without a no-op entry, and after a crash its commit index
 /// restarts from the state machine's applied index, which may lag what was committed
 /// before: serving from it returns stale reads (found by skiff-jepsen's power-loss fault).
 /// So when the read index is from an older term, commit an empty batch first.
-pub async fn leader_read_index(raft: &Raft) -> Result<u64, ProposeError> {
+pub async fn leader_read_index(proposer: &Proposer) -> Result<u64, ProposeError> {
+    if proposer.is_transferring() {
+        return Err(ProposeError::NotLeader);
+    }
+    let raft = proposer.raft();
     let read = read_log_id(raft).await?;
     let term = raft.metrics().borrow().current_term;
     if read.is_some_and(|l| l.leader_id.term >= term) {

@@ -27,6 +27,9 @@ pub struct Member {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
+    /// For a member added to a running cluster: the `--initial-cluster` it starts with
+    /// (`--initial-cluster-state existing`).
+    pub join: Option<String>,
 }
 
 /// A running cluster.
@@ -79,6 +82,21 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra flags for every member.
     pub fn start_with(flavor: Flavor, n: usize, extra: &[&str]) -> Cluster {
+        let mut c = Self::prepare(flavor, n, extra);
+        c.start_all();
+        c
+    }
+
+    /// Starts every prepared member and waits until all are healthy.
+    pub fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.spawn(i);
+        }
+        self.wait_healthy(Duration::from_secs(30));
+    }
+
+    /// Names, ports and data dirs of an `n`-member cluster, nothing started yet.
+    pub fn prepare(flavor: Flavor, n: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let members: Vec<Member> = (0..n)
             .map(|i| {
@@ -90,6 +108,7 @@ impl Cluster {
                     client_port: free_port(),
                     peer_port: free_port(),
                     child: None,
+                    join: None,
                 }
             })
             .collect();
@@ -98,18 +117,18 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = Cluster {
+        Cluster {
             flavor,
             dir,
             members,
             initial_cluster,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        c.wait_healthy(Duration::from_secs(30));
-        c
+    }
+
+    /// The `--initial-cluster` value of the prepared members.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
     }
 
     fn spawn(&mut self, i: usize) {
@@ -138,9 +157,9 @@ impl Cluster {
             ])
             .args([
                 "--initial-cluster",
-                &self.initial_cluster,
+                m.join.as_deref().unwrap_or(&self.initial_cluster),
                 "--initial-cluster-state",
-                "new",
+                if m.join.is_some() { "existing" } else { "new" },
             ])
             .args(["--initial-cluster-token", "test-cluster"])
             .args(&self.extra_args)
@@ -151,6 +170,53 @@ impl Cluster {
             cmd.env("ETCD_UNSUPPORTED_ARCH", "amd64");
         }
         self.members[i].child = Some(cmd.spawn().expect("start a member process"));
+    }
+
+    /// Adds a (not yet started) member slot with fresh ports; returns its index.
+    pub fn add_slot(&mut self, name: &str) -> usize {
+        self.members.push(Member {
+            name: name.to_string(),
+            data_dir: self.dir.path().join(format!("{name}.data")),
+            log: self.dir.path().join(format!("{name}.log")),
+            client_port: free_port(),
+            peer_port: free_port(),
+            child: None,
+            join: None,
+        });
+        self.members.len() - 1
+    }
+
+    /// Peer URL of member `i`.
+    pub fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].peer_port)
+    }
+
+    /// Starts member `i` as a new member of the running cluster, with `initial_cluster`
+    /// (as printed by `etcdctl member add`).
+    pub fn start_joining(&mut self, i: usize, initial_cluster: &str) {
+        self.members[i].join = Some(initial_cluster.to_string());
+        self.spawn(i);
+    }
+
+    /// Whether member `i`'s process has exited (reaping it if so).
+    pub fn exited(&mut self, i: usize) -> bool {
+        match self.members[i].child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                self.members[i].child = None;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// Endpoints of the running members only.
+    pub fn running_endpoints(&self) -> String {
+        (0..self.members.len())
+            .filter(|i| self.members[*i].child.is_some())
+            .map(|i| self.endpoint(i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Comma-separated client endpoints (`127.0.0.1:port`).
@@ -296,6 +362,21 @@ impl Drop for Cluster {
     }
 }
 
+/// Polls `f` every 100 ms until it returns `Some`, panicking with `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs `etcdctl` (v3 API) against `endpoints`.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> Output {
     etcdctl_stdin(endpoints, args, None)
@@ -336,4 +417,64 @@ pub fn ok(out: Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs a long-lived `etcdctl` command (e.g. `watch`) and returns its stdout once `done`
+/// holds for the output so far, the process exits, or `limit` passes; the process is then
+/// killed. stderr is appended after a `--- stderr ---` line when it is not empty.
+pub fn etcdctl_until(
+    endpoints: &str,
+    args: &[&str],
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    use std::io::Read;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(chunk) => out.extend(chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if done(&String::from_utf8_lossy(&out)) || Instant::now() >= deadline {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    let err = err_reader.join().unwrap_or_default();
+    let mut s = String::from_utf8_lossy(&out).into_owned();
+    if !err.trim().is_empty() {
+        s.push_str("--- stderr ---\n");
+        s.push_str(&err);
+    }
+    s
 }

@@ -1,0 +1,305 @@
+//! The HTTP server: routes every request under `/api` and `/apis` to discovery or a
+//! resource verb, plus `/version`, `/healthz`, `/readyz`, `/livez` and `/metrics`.
+//!
+//! ```text
+//!  kubectl ──HTTP──► router ─► route::parse ─► discovery | rest (CRUD) | watch
+//!                                                   │
+//!                                                   ▼ etcd v3 (store.rs)
+//!                                              skiff-store members
+//! ```
+
+pub mod discovery;
+pub mod rest;
+pub mod route;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{json, Value};
+
+use crate::object::UpdateScope;
+use crate::status::{ApiError, ApiResult};
+use crate::store::Store;
+use route::{Route, Target};
+
+/// Largest request body accepted (Kubernetes' limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Query parameters of a request.
+#[derive(Debug, Default, Clone)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Query {
+        let map = raw
+            .map(|q| {
+                url_pairs(q)
+                    .into_iter()
+                    .collect::<HashMap<String, String>>()
+            })
+            .unwrap_or_default();
+        Query(map)
+    }
+
+    /// One parameter.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+
+    /// A boolean parameter (`true`/`1`).
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "1"))
+    }
+}
+
+/// Decodes `a=b&c=d` with percent-escapes and `+` as space.
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    fn unescape(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (unescape(k), unescape(v)),
+            None => (unescape(p), String::new()),
+        })
+        .collect()
+}
+
+/// Shared state of all handlers.
+pub struct Api {
+    /// The store client.
+    pub store: Store,
+    /// The address clients reach this server at (for `/api`).
+    pub address: String,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// The router of the whole server.
+pub fn router(api: Arc<Api>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/version",
+            get(|| async { axum::Json(discovery::version()) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api", axum::routing::any(dispatch))
+        .route("/api/{*rest}", axum::routing::any(dispatch))
+        .route("/apis", axum::routing::any(dispatch))
+        .route("/apis/{*rest}", axum::routing::any(dispatch))
+        .fallback(
+            |req: Request| async move { ApiError::no_route(req.uri().path()).into_response() },
+        )
+        .with_state(api)
+}
+
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    match api.store.revision().await {
+        Ok(_) => "ok".into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("[-]etcd failed: {e}\nreadyz check failed\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> String {
+    api.metrics.render()
+}
+
+async fn dispatch(State(api): State<Arc<Api>>, req: Request) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match handle(&api, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.code >= 500 {
+                tracing::warn!(%method, path, code = e.code, message = %e.message, "request failed");
+            }
+            e.into_response()
+        }
+    };
+    api.metrics
+        .observe(method.as_str(), resp.status().as_u16(), start.elapsed());
+    tracing::debug!(%method, path, status = resp.status().as_u16(), elapsed_ms = start.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
+    let path = req.uri().path().to_string();
+    let query = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let (core, rest) = if let Some(r) = path.strip_prefix("/apis") {
+        (false, r)
+    } else {
+        (true, path.strip_prefix("/api").unwrap_or(""))
+    };
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let route = route::parse(core, &segs).ok_or_else(|| ApiError::no_route(&path))?;
+    let body = read_body(req.into_body()).await?;
+    if !body.is_empty() && content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        // client-go retries with JSON when a server refuses protobuf with 415.
+        return Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json",
+        ));
+    }
+    match route {
+        Route::CoreVersions => {
+            Ok(axum::Json(discovery::core_versions(&api.address)).into_response())
+        }
+        Route::Groups => Ok(axum::Json(discovery::groups()).into_response()),
+        Route::Group(g) => discovery::group(&g)
+            .map(|d| axum::Json(d).into_response())
+            .ok_or_else(|| ApiError::no_route(&path)),
+        Route::Resources(g, v) => discovery::resource_list(&g, &v)
+            .map(|d| axum::Json(d).into_response())
+            .ok_or_else(|| ApiError::no_route(&path)),
+        Route::Resource(t) => resource(api, t, method, &query, &content_type, &body).await,
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<Vec<u8>> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes"
+            ))
+        })
+}
+
+async fn resource(
+    api: &Arc<Api>,
+    t: Target,
+    method: Method,
+    q: &Query,
+    content_type: &str,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let res = t.res;
+    let ns = t.namespace.as_deref();
+    match (t.name.as_deref(), t.sub.as_deref()) {
+        (None, _) => match method {
+            Method::GET if q.flag("watch") => watch::serve(api.clone(), res, ns, q).await,
+            Method::GET => api.list(res, ns, q).await,
+            Method::POST => api.create(res, ns, body).await,
+            Method::DELETE => api.delete_collection(res, ns, q).await,
+            m => Err(not_allowed(&m, res.plural)),
+        },
+        (Some(name), None) => match method {
+            Method::GET => api.get(res, ns, name).await,
+            Method::PUT => api.update(res, ns, name, UpdateScope::Main, body).await,
+            Method::PATCH => api.patch(res, ns, name, UpdateScope::Main, content_type, body).await,
+            Method::DELETE => api.delete(res, ns, name, body).await,
+            m => Err(not_allowed(&m, res.plural)),
+        },
+        (Some(name), Some("status")) if res.has_status => match method {
+            Method::GET => api.get(res, ns, name).await,
+            Method::PUT => api.update(res, ns, name, UpdateScope::Status, body).await,
+            Method::PATCH => api.patch(res, ns, name, UpdateScope::Status, content_type, body).await,
+            m => Err(not_allowed(&m, &format!("{}/status", res.plural))),
+        },
+        (Some(_), Some(sub @ ("log" | "exec" | "attach" | "portforward"))) if res.plural == "pods" => {
+            Err(ApiError::unavailable(format!(
+                "pods/{sub} is served by the node's kubelet, and no kubelet is connected to this cluster yet"
+            )))
+        }
+        (Some(_), Some(sub)) => Err(ApiError::no_route(&format!("{}/{sub}", res.plural))),
+    }
+}
+
+fn not_allowed(m: &Method, what: &str) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "the server does not allow this method ({m}) on the requested resource ({what})"
+    ))
+}
+
+/// Creates the namespaces Kubernetes always has (`default`, `kube-system`, `kube-public`,
+/// `kube-node-lease`) if missing. Safe to run from several replicas at once.
+pub async fn ensure_system_namespaces(api: &Api) -> ApiResult<()> {
+    let nsres = crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let body: Value =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match api.create(nsres, None, body.to_string().as_bytes()).await {
+            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    api: Arc<Api>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "skiff-apiserver listening");
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&limit=500&x",
+        ));
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("limit"), Some("500"));
+        assert_eq!(q.get("x"), Some(""));
+        assert_eq!(Query::parse(Some("a=%zz")).get("a"), Some("%zz"));
+    }
+}

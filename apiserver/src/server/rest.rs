@@ -1,0 +1,485 @@
+//! The REST verbs on resources: create, get, list, update, patch, delete, deletecollection,
+//! and the `status` subresource, over the store with optimistic concurrency.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::{Api, Query};
+use crate::object::{self, CreateContext, UpdateScope};
+use crate::resources::{Resource, RESOURCES};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{Item, StoreError};
+
+/// How many times a server-side read-modify-write (patch, delete with finalizers) retries on
+/// a concurrent change before answering 409.
+const MAX_RMW_ATTEMPTS: usize = 5;
+
+/// A store failure as the client sees it.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(m) => {
+            ApiError::unavailable(format!("the storage is unavailable: {m}"))
+        }
+        StoreError::Compacted(rev) => ApiError::expired(format!("too old resource version: {rev}")),
+        StoreError::RevisionMismatch => ApiError::internal("unexpected revision mismatch"),
+    }
+}
+
+/// Decodes a stored object and stamps its resourceVersion.
+pub fn decode(item: &Item) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&item.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", item.key)))?;
+    object::metadata_mut(&mut v).insert(
+        "resourceVersion".into(),
+        json!(item.mod_revision.to_string()),
+    );
+    Ok(v)
+}
+
+/// Encodes an object for storage (without resourceVersion: the store revision is it).
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    object::metadata_mut(&mut o).remove("resourceVersion");
+    serde_json::to_vec(&o).expect("JSON values serialize")
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .expect("now is a valid timestamp")
+        .to_string()
+}
+
+fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (code, axum::Json(v)).into_response()
+}
+
+fn rv_of(obj: &Value) -> ApiResult<Option<i64>> {
+    match object::meta_str(obj, "resourceVersion") {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid resourceVersion {s:?}: must be a decimal revision"
+            ))
+        }),
+    }
+}
+
+impl Api {
+    /// Fails unless `ns` exists and is not terminating (creates in a namespace).
+    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+        let nsres = crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let (item, _) = self
+            .store
+            .get(&nsres.key(None, ns))
+            .await
+            .map_err(store_error)?;
+        let Some(item) = item else {
+            return Err(ApiError::not_found(nsres, ns));
+        };
+        let obj = decode(&item)?;
+        if object::meta_str(&obj, "deletionTimestamp").is_some()
+            || obj["status"]["phase"] == "Terminating"
+        {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads one object; 404 if absent.
+    pub async fn read(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<(Value, i64)> {
+        let (item, _) = self
+            .store
+            .get(&res.key(ns, name))
+            .await
+            .map_err(store_error)?;
+        let item = item.ok_or_else(|| ApiError::not_found(res, name))?;
+        Ok((decode(&item)?, item.mod_revision))
+    }
+
+    /// POST on a collection.
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let mut obj = object::parse_body(body)?;
+        let ctx = CreateContext {
+            namespace: ns,
+            uid: new_uid(),
+            now: now(),
+        };
+        let name = object::prepare_create(res, &mut obj, &ctx)?;
+        crate::defaults::apply(res, &mut obj);
+        crate::validation::validate(res, &obj)?;
+        if res.namespaced {
+            let ns = object::meta_str(&obj, "namespace")
+                .unwrap_or("default")
+                .to_string();
+            self.check_namespace(&ns).await?;
+        }
+        let ns = object::meta_str(&obj, "namespace").map(str::to_string);
+        let key = res.key(ns.as_deref(), &name);
+        let rev = match self.store.put_if(&key, encode(&obj), 0).await {
+            Ok(rev) => rev,
+            Err(StoreError::RevisionMismatch) => return Err(ApiError::already_exists(res, &name)),
+            Err(e) => return Err(store_error(e)),
+        };
+        object::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+        tracing::debug!(resource = res.plural, name, rev, "created");
+        Ok(json_response(StatusCode::CREATED, &obj))
+    }
+
+    /// GET on an object.
+    pub async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Response> {
+        let (obj, _) = self.read(res, ns, name).await?;
+        Ok(json_response(StatusCode::OK, &obj))
+    }
+
+    /// GET on a collection (not a watch).
+    pub async fn list(&self, res: &Resource, ns: Option<&str>, q: &Query) -> ApiResult<Response> {
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?;
+        let limit: i64 = match q.get("limit") {
+            None | Some("") => 0,
+            Some(l) => l
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        };
+        let prefix = res.prefix(ns);
+        let (start, revision) = match q.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => {
+                let (rev, start) = decode_continue(token, &prefix)?;
+                (Some(start), rev)
+            }
+            None => (None, 0),
+        };
+        let page = self
+            .store
+            .list(&prefix, start.as_deref(), limit.max(0), revision)
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted(_) => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                e => store_error(e),
+            })?;
+        let list_rev = if revision > 0 {
+            revision
+        } else {
+            page.revision
+        };
+        let mut items = Vec::new();
+        for item in &page.items {
+            let obj = decode(item)?;
+            if labels.matches(&obj) && fields.matches(&obj) {
+                items.push(obj);
+            }
+        }
+        let mut meta = json!({"resourceVersion": list_rev.to_string()});
+        if page.more {
+            if let Some(last) = page.items.last() {
+                meta["continue"] = json!(encode_continue(list_rev, &format!("{}\0", last.key)));
+            }
+        }
+        let list = json!({
+            "kind": res.list_kind(),
+            "apiVersion": res.api_version(),
+            "metadata": meta,
+            "items": items,
+        });
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    /// PUT on an object or its `status`.
+    pub async fn update(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        scope: UpdateScope,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let mut obj = object::parse_body(body)?;
+        let wanted_rv = rv_of(&obj)?;
+        let (old, old_rev) = self.read(res, ns, name).await?;
+        if wanted_rv.is_some_and(|rv| rv != old_rev) {
+            return Err(ApiError::conflict(res, name));
+        }
+        let saved = self
+            .write_update(res, ns, name, &mut obj, &old, old_rev, scope)
+            .await?;
+        Ok(json_response(StatusCode::OK, &saved))
+    }
+
+    /// Validates and stores `new` over `old` (read at `old_rev`); returns the stored object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_update(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        new: &mut Value,
+        old: &Value,
+        old_rev: i64,
+        scope: UpdateScope,
+    ) -> ApiResult<Value> {
+        object::prepare_update(res, new, old, scope)?;
+        crate::defaults::apply(res, new);
+        crate::validation::validate(res, new)?;
+        crate::validation::validate_update(res, new, old)?;
+        let key = res.key(ns, name);
+        // Removing the last finalizer of an object being deleted completes the deletion.
+        if object::meta_str(new, "deletionTimestamp").is_some() && finalizers(new).is_empty() {
+            return match self.store.delete_if(&key, old_rev).await {
+                Ok(_) => Ok(new.clone()),
+                Err(StoreError::RevisionMismatch) => Err(ApiError::conflict(res, name)),
+                Err(e) => Err(store_error(e)),
+            };
+        }
+        let rev = match self.store.put_if(&key, encode(new), old_rev).await {
+            Ok(rev) => rev,
+            Err(StoreError::RevisionMismatch) => return Err(ApiError::conflict(res, name)),
+            Err(e) => return Err(store_error(e)),
+        };
+        object::metadata_mut(new).insert("resourceVersion".into(), json!(rev.to_string()));
+        Ok(new.clone())
+    }
+
+    /// PATCH on an object or its `status`: JSON patch or merge patch, applied to the current
+    /// object and stored with a revision check (retried on concurrent writes).
+    pub async fn patch(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        scope: UpdateScope,
+        content_type: &str,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let kind = content_type.split(';').next().unwrap_or("").trim();
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let (old, old_rev) = self.read(res, ns, name).await?;
+            let mut new = crate::patch::apply(kind, &old, body)?;
+            if let Some(rv) = rv_of(&new)? {
+                if rv != old_rev
+                    && object::meta_str(&new, "resourceVersion")
+                        != object::meta_str(&old, "resourceVersion")
+                {
+                    return Err(ApiError::conflict(res, name));
+                }
+            }
+            match self
+                .write_update(res, ns, name, &mut new, &old, old_rev, scope)
+                .await
+            {
+                Err(e) if e.reason == "Conflict" && attempt + 1 < MAX_RMW_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+                Ok(saved) => return Ok(json_response(StatusCode::OK, &saved)),
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// DELETE on an object: objects with finalizers get a deletionTimestamp and stay until
+    /// the finalizers are removed; a namespace takes its contents with it.
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let opts: Value = if body.is_empty() {
+            json!({})
+        } else {
+            object::parse_body(body)?
+        };
+        let precondition_rv = opts["preconditions"]["resourceVersion"]
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok());
+        let propagation = opts["propagationPolicy"]
+            .as_str()
+            .unwrap_or("Background")
+            .to_string();
+        if !matches!(propagation.as_str(), "Background" | "Foreground" | "Orphan") {
+            return Err(ApiError::bad_request(format!(
+                "invalid propagationPolicy {propagation:?}: must be Background, Foreground or Orphan"
+            )));
+        }
+        for _ in 0..MAX_RMW_ATTEMPTS {
+            let (mut obj, rev) = self.read(res, ns, name).await?;
+            if precondition_rv.is_some_and(|p| p != rev) {
+                return Err(ApiError::conflict(res, name));
+            }
+            if res.plural == "namespaces" {
+                self.delete_namespace_contents(name).await?;
+            }
+            let key = res.key(ns, name);
+            if !finalizers(&obj).is_empty() {
+                if object::meta_str(&obj, "deletionTimestamp").is_some() {
+                    return Ok(json_response(StatusCode::OK, &obj));
+                }
+                let meta = object::metadata_mut(&mut obj);
+                meta.insert("deletionTimestamp".into(), json!(now()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+                let mut annotations = meta
+                    .get("annotations")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                annotations["skiff.dev/propagation-policy"] = json!(propagation);
+                meta.insert("annotations".into(), annotations);
+                match self.store.put_if(&key, encode(&obj), rev).await {
+                    Ok(new_rev) => {
+                        object::metadata_mut(&mut obj)
+                            .insert("resourceVersion".into(), json!(new_rev.to_string()));
+                        return Ok(json_response(StatusCode::OK, &obj));
+                    }
+                    Err(StoreError::RevisionMismatch) => continue,
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+            match self.store.delete_if(&key, rev).await {
+                Ok(_) => return Ok(json_response(StatusCode::OK, &obj)),
+                Err(StoreError::RevisionMismatch) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// DELETE on a collection: deletes every object matching the selectors.
+    pub async fn delete_collection(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        q: &Query,
+    ) -> ApiResult<Response> {
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?;
+        let page = self
+            .store
+            .list(&res.prefix(ns), None, 0, 0)
+            .await
+            .map_err(store_error)?;
+        let mut deleted = Vec::new();
+        for item in &page.items {
+            let obj = decode(item)?;
+            if !(labels.matches(&obj) && fields.matches(&obj)) {
+                continue;
+            }
+            let name = object::meta_str(&obj, "name")
+                .unwrap_or_default()
+                .to_string();
+            let obj_ns = object::meta_str(&obj, "namespace").map(str::to_string);
+            match self.delete(res, obj_ns.as_deref(), &name, b"").await {
+                Ok(_) => deleted.push(obj),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let list = json!({
+            "kind": res.list_kind(),
+            "apiVersion": res.api_version(),
+            "metadata": {"resourceVersion": page.revision.to_string()},
+            "items": deleted,
+        });
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    /// Deletes every namespaced object in namespace `ns` (the namespace lifecycle that
+    /// Kubernetes runs in a controller, done inline until controllers exist).
+    async fn delete_namespace_contents(&self, ns: &str) -> ApiResult<()> {
+        for res in RESOURCES.iter().filter(|r| r.namespaced) {
+            let page = self
+                .store
+                .list(&res.prefix(Some(ns)), None, 0, 0)
+                .await
+                .map_err(store_error)?;
+            for item in page.items {
+                match self.store.delete_if(&item.key, item.mod_revision).await {
+                    Ok(_) | Err(StoreError::RevisionMismatch) => {}
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<Value> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// An opaque continue token: the list revision and the next key.
+fn encode_continue(rev: i64, next_key: &str) -> String {
+    let raw = json!({"rv": rev, "start": next_key}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::bad_request(format!("invalid continue token {token:?}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v["rv"].as_i64().ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?.to_string();
+    if !start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok((rev, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_stay_in_their_collection() {
+        let t = encode_continue(42, "/registry/pods/default/b\0");
+        assert_eq!(
+            decode_continue(&t, "/registry/pods/default/").unwrap(),
+            (42, "/registry/pods/default/b\0".to_string())
+        );
+        assert!(decode_continue(&t, "/registry/secrets/").is_err());
+        assert!(decode_continue("garbage", "/").is_err());
+    }
+
+    #[test]
+    fn uids_look_like_uuids() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.matches('-').count(), 4);
+        assert_ne!(u, new_uid());
+    }
+}
