@@ -115,7 +115,7 @@ impl Executor {
     }
 
     /// Runs `steps` until they are done or `stop` turns true. Heals each fault it applied
-    /// before returning, except when stopped mid-fault (the caller heals everything).
+    /// before returning, also when stopped mid-fault.
     pub async fn run(
         &self,
         steps: &[Step],
@@ -143,10 +143,9 @@ impl Executor {
                     Applied::Nothing
                 }
             };
+            // Heal even when stopped mid-fault: a removed member must be added back here, as
+            // the final heal only restarts members with their existing data.
             let stopped = sleep_or_stop(step.duration, &mut stop).await;
-            if stopped {
-                return Ok(());
-            }
             let healed = self.heal(applied).await;
             let end = self.clock.now_ns();
             self.update(index, |r| {
@@ -156,6 +155,9 @@ impl Executor {
                 }
             });
             tracing::info!(fault = %step.fault, "nemesis: fault healed");
+            if stopped {
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -311,10 +313,17 @@ impl Executor {
             .find(|m| m.name() == name)
             .map(|m| m.id())
             .ok_or_else(|| cluster_error(format!("{name} is not in the member list")))?;
-        client
-            .member_remove(id)
-            .await
-            .map_err(|e| membership_error("MemberRemove", e))?;
+        if let Err(err) = client.member_remove(id).await {
+            // A timed-out removal may still have happened: only the member list can tell.
+            let list = client
+                .member_list()
+                .await
+                .map_err(|e| membership_error("MemberList", e))?;
+            if list.members().iter().any(|m| m.id() == id) {
+                return Err(membership_error("MemberRemove", err));
+            }
+            tracing::warn!(%err, member = i, "MemberRemove failed but the member is gone");
+        }
         self.blocking(move |c| c.kill(i).and_then(|()| c.wipe(i)))
             .await
     }
@@ -326,13 +335,24 @@ impl Executor {
             .collect();
         let mut client = client::connect(&others).await.map_err(cluster_error)?;
         let peer = self.cluster.peer_url(i);
-        let added = client
-            .member_add([peer.as_str()], None)
-            .await
-            .map_err(|e| membership_error("MemberAdd", e))?;
+        let members = match client.member_add([peer.as_str()], None).await {
+            Ok(added) => added.member_list().to_vec(),
+            Err(err) => {
+                // A timed-out add may still have happened; then the member must be started,
+                // or the cluster keeps an unstarted voter that counts against its quorum.
+                let list = client
+                    .member_list()
+                    .await
+                    .map_err(|e| membership_error("MemberList", e))?;
+                if !list.members().iter().any(|m| m.peer_urls().contains(&peer)) {
+                    return Err(membership_error("MemberAdd", err));
+                }
+                tracing::warn!(%err, member = i, "MemberAdd failed but the member was added");
+                list.members().to_vec()
+            }
+        };
         let name = self.cluster.name(i);
-        let initial: Vec<String> = added
-            .member_list()
+        let initial: Vec<String> = members
             .iter()
             .filter_map(|m| {
                 let url = m.peer_urls().first()?;
