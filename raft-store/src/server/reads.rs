@@ -116,26 +116,24 @@ async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiEr
 /// Refused while leadership is being handed over: the round's heartbeats would renew the
 /// followers' lease that the transfer waits out.
 ///
-/// The commit index is only trustworthy once the leader has committed an entry of its own
-/// term (Raft §8; etcd's ReadIndex waits for the same). openraft restores a restarted leader
-/// without an election and without a no-op entry, and after a crash its commit index
-/// restarts from the state machine's applied index, which may lag what was committed
-/// before: serving from it returns stale reads (found by skiff-jepsen's power-loss fault).
-/// So when the read index is from an older term, commit an empty batch first.
+/// The commit index is only trustworthy once this leader has committed an entry it proposed
+/// itself in its current term (Raft §8; etcd's ReadIndex waits for the same). openraft
+/// restores a restarted leader in its old term without an election or a no-op entry, and
+/// after a crash its commit index restarts from the state machine's applied index, which may
+/// lag what was committed before: serving from it returns stale reads (found by
+/// skiff-jepsen's power-loss fault). So the first read of each term commits an empty batch.
 pub async fn leader_read_index(proposer: &Proposer) -> Result<u64, ProposeError> {
     if proposer.is_transferring() {
         return Err(ProposeError::NotLeader);
     }
     let raft = proposer.raft();
-    let read = read_log_id(raft).await?;
     let term = raft.metrics().borrow().current_term;
-    if read.is_some_and(|l| l.leader_id.term >= term) {
-        return Ok(read.map_or(0, |l| l.index));
-    }
-    match raft.client_write(RaftRequest::default()).await {
-        Ok(_) => {}
-        Err(openraft::error::RaftError::APIError(_)) => return Err(ProposeError::NotLeader),
-        Err(e) => return Err(ProposeError::Api(errors::internal(e))),
+    if proposer.read_ready_term() < term {
+        match raft.client_write(RaftRequest::default()).await {
+            Ok(written) => proposer.mark_read_ready(written.log_id.leader_id.term),
+            Err(openraft::error::RaftError::APIError(_)) => return Err(ProposeError::NotLeader),
+            Err(e) => return Err(ProposeError::Api(errors::internal(e))),
+        }
     }
     Ok(read_log_id(raft).await?.map_or(0, |l| l.index))
 }
