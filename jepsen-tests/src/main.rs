@@ -53,7 +53,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 60)]
     time_limit: u64,
     /// Fault kinds, comma-separated: kill, pause, partition, power-loss, member; `all` means
-    /// every kind except member; `none` runs without faults.
+    /// every kind; `none` runs without faults.
     #[arg(long, default_value = "all", value_parser = parse_nemesis)]
     nemesis: NemesisList,
     /// The workload.

@@ -97,14 +97,15 @@ fn step(start: u64, duration: u64, fault: Fault) -> Step {
     }
 }
 
-/// A short run of the register workload with kill, pause, partition and power-loss faults
-/// on a correct store is valid on every checker, and every fault kind really happened.
+/// A short run of the register workload with kill, pause, partition, power-loss and
+/// membership faults on a correct store is valid on every checker, and every fault kind
+/// really happened.
 #[test]
 fn short_run_with_every_fault_kind_is_valid() {
     if !can_run() {
         return;
     }
-    let mut options = options("all-faults", 11, 40, NemesisKind::ALL_DEFAULT.to_vec());
+    let mut options = options("all-faults", 11, 45, NemesisKind::ALL_DEFAULT.to_vec());
     options.schedule = Some(ScheduleOptions {
         time_limit: options.time_limit,
         gap: Duration::from_secs(2),
