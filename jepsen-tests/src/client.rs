@@ -25,9 +25,18 @@ pub enum Outcome<T> {
 /// A client bound to the given endpoints. Connection is lazy in tonic, so this succeeds even
 /// when every endpoint is down; operations then fail.
 pub async fn connect(urls: &[String]) -> Result<Client, etcd_client::Error> {
+    connect_with_timeout(urls, OP_TIMEOUT).await
+}
+
+/// Like [`connect`], with a per-request deadline of `timeout` (membership changes may wait
+/// for a leader transfer, which takes a few election timeouts).
+pub async fn connect_with_timeout(
+    urls: &[String],
+    timeout: Duration,
+) -> Result<Client, etcd_client::Error> {
     let options = ConnectOptions::new()
         .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_timeout(OP_TIMEOUT)
+        .with_timeout(timeout)
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1));
     Client::connect(urls, Some(options)).await
 }

@@ -10,6 +10,7 @@ use super::{Fault, Shape, Step, Target};
 use crate::client;
 use crate::cluster::{Cluster, ClusterError, StartMode};
 use crate::history::{Clock, MonotonicClock};
+use etcd_client::Member;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -301,7 +302,9 @@ impl Executor {
             .filter(|&j| j != i)
             .map(|j| self.cluster.client_url(j))
             .collect();
-        let mut client = client::connect(&others).await.map_err(cluster_error)?;
+        let mut client = client::connect_with_timeout(&others, MEMBERSHIP_TIMEOUT)
+            .await
+            .map_err(cluster_error)?;
         let list = client
             .member_list()
             .await
@@ -314,15 +317,19 @@ impl Executor {
             .map(|m| m.id())
             .ok_or_else(|| cluster_error(format!("{name} is not in the member list")))?;
         if let Err(err) = client.member_remove(id).await {
-            // A timed-out removal may still have happened: only the member list can tell.
-            let list = client
-                .member_list()
-                .await
-                .map_err(|e| membership_error("MemberList", e))?;
-            if list.members().iter().any(|m| m.id() == id) {
-                return Err(membership_error("MemberRemove", err));
+            // A timed-out removal may still happen: only the member list can tell, and only
+            // after the removal had time to commit.
+            if let unsupported @ ApplyError::Fatal(_) = membership_error("MemberRemove", err) {
+                return Err(unsupported);
             }
-            tracing::warn!(%err, member = i, "MemberRemove failed but the member is gone");
+            let gone =
+                poll_member_list(&mut client, |list| list.iter().all(|m| m.id() != id)).await;
+            if gone.is_none() {
+                return Err(cluster_error(format!(
+                    "MemberRemove of m{i} did not take effect"
+                )));
+            }
+            tracing::warn!(member = i, "MemberRemove failed but the member is gone");
         }
         self.blocking(move |c| c.kill(i).and_then(|()| c.wipe(i)))
             .await
@@ -333,22 +340,26 @@ impl Executor {
             .filter(|&j| j != i)
             .map(|j| self.cluster.client_url(j))
             .collect();
-        let mut client = client::connect(&others).await.map_err(cluster_error)?;
+        let mut client = client::connect_with_timeout(&others, MEMBERSHIP_TIMEOUT)
+            .await
+            .map_err(cluster_error)?;
         let peer = self.cluster.peer_url(i);
         let members = match client.member_add([peer.as_str()], None).await {
             Ok(added) => added.member_list().to_vec(),
             Err(err) => {
-                // A timed-out add may still have happened; then the member must be started,
-                // or the cluster keeps an unstarted voter that counts against its quorum.
-                let list = client
-                    .member_list()
-                    .await
-                    .map_err(|e| membership_error("MemberList", e))?;
-                if !list.members().iter().any(|m| m.peer_urls().contains(&peer)) {
-                    return Err(membership_error("MemberAdd", err));
+                // A timed-out add may still happen; then the member must be started, or the
+                // cluster keeps an unstarted voter that counts against its quorum.
+                if let unsupported @ ApplyError::Fatal(_) = membership_error("MemberAdd", err) {
+                    return Err(unsupported);
                 }
-                tracing::warn!(%err, member = i, "MemberAdd failed but the member was added");
-                list.members().to_vec()
+                let added = |list: &[Member]| list.iter().any(|m| m.peer_urls().contains(&peer));
+                let Some(list) = poll_member_list(&mut client, added).await else {
+                    return Err(cluster_error(format!(
+                        "MemberAdd of m{i} did not take effect"
+                    )));
+                };
+                tracing::warn!(member = i, "MemberAdd failed but the member was added");
+                list
             }
         };
         let name = self.cluster.name(i);
@@ -367,6 +378,29 @@ impl Executor {
         let join = StartMode::Join(initial.join(","));
         self.blocking(move |c| c.start(i, join)).await
     }
+}
+
+/// Deadline of one membership request (a removal of the leader first moves leadership).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to watch the member list for a membership change whose request failed.
+const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(10);
+
+/// Polls the member list until `done` holds (returning the list) or [`MEMBERSHIP_SETTLE`]
+/// passes (returning `None`).
+async fn poll_member_list(
+    client: &mut etcd_client::Client,
+    done: impl Fn(&[Member]) -> bool,
+) -> Option<Vec<Member>> {
+    let deadline = tokio::time::Instant::now() + MEMBERSHIP_SETTLE;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(list) = client.member_list().await {
+            if done(list.members()) {
+                return Some(list.members().to_vec());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
 }
 
 /// Why a fault could not be applied or healed.
