@@ -31,8 +31,13 @@ fn server_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "skiff-store", "--bin", "skiff-store"])
+            let mut build = Command::new(env!("CARGO"));
+            build.args(["build", "-p", "skiff-store", "--bin", "skiff-store"]);
+            // The binary must land next to this test's profile directory (see below).
+            if !cfg!(debug_assertions) {
+                build.arg("--release");
+            }
+            let status = build
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("run cargo build");
