@@ -482,7 +482,10 @@ pub fn cleanup_leftovers(runs_dir: &Path) -> Result<Vec<String>, ClusterError> {
     }
     for line in sys::run("ip", &["-o", "link", "show", "type", "bridge"])?.lines() {
         let name = line.split(':').nth(1).unwrap_or_default().trim();
-        if name.starts_with(NAME_PREFIX) && name.ends_with("br") {
+        let slot = name
+            .strip_prefix(NAME_PREFIX)
+            .and_then(|rest| rest.strip_suffix("br"));
+        if slot.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
             let _ = sys::run("iptables", &forward_rule("-D", name));
             let _ = sys::run("ip", &["link", "del", name]);
             removed.push(format!("bridge {name}"));
