@@ -450,3 +450,40 @@ async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> 
     };
     stopped.unwrap_or_else(|| *stop.borrow())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nemesis::NemesisKind;
+
+    /// The text timeline lists starts, heals and errors in time order, in seconds.
+    #[test]
+    fn timeline_text_is_time_ordered() {
+        let record = |fault: &str, start: u64, end: Option<u64>, error: Option<&str>| FaultRecord {
+            kind: NemesisKind::Kill,
+            fault: fault.into(),
+            detail: "killed m1".into(),
+            start_ns: start,
+            end_ns: end,
+            error: error.map(str::to_owned),
+        };
+        let timeline = Timeline {
+            faults: vec![
+                record("kill -9 m1", 1_000_000_000, Some(3_500_000_000), None),
+                record("kill -9 the leader", 5_000_000_000, None, Some("no leader")),
+            ],
+        };
+        let text = timeline.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].contains("1.000s  start kill -9 m1: killed m1"),
+            "{text}"
+        );
+        assert!(lines[1].contains("3.500s  heal  kill -9 m1"), "{text}");
+        assert!(
+            lines[3].contains("error kill -9 the leader: no leader"),
+            "{text}"
+        );
+    }
+}
