@@ -85,7 +85,8 @@ pub trait Cluster: Send + Sync {
     fn name(&self, i: usize) -> String {
         format!("m{i}")
     }
-    /// Starts member `i` if it is not running.
+    /// Starts member `i` if it is not running. A member whose data was wiped (see
+    /// [`Cluster::wipe`]) only starts with [`StartMode::Join`]; `Initial` is refused.
     fn start(&self, i: usize, mode: StartMode) -> Result<(), ClusterError>;
     /// SIGKILLs member `i` and waits for it to exit. No-op if it is not running.
     fn kill(&self, i: usize) -> Result<(), ClusterError>;

@@ -48,6 +48,9 @@ struct MemberState {
     child: Option<Child>,
     paused: bool,
     disk: Option<LoopDisk>,
+    /// The data dir was wiped for a membership change: starting it with the initial cluster
+    /// would bootstrap a second cluster, so only a join may start it.
+    wiped: bool,
 }
 
 /// A cluster of member processes, one network namespace each. See the module docs.
@@ -309,7 +312,17 @@ impl Cluster for NetnsCluster {
         if state.child.is_some() {
             return Ok(());
         }
+        if state.wiped && mode == StartMode::Initial {
+            return Err(ClusterError::Member {
+                action: "start",
+                member: i,
+                detail: "its data dir was wiped for a membership change; it can only join \
+                         (MemberAdd, then a start with StartMode::Join)"
+                    .into(),
+            });
+        }
         let child = self.spawn(i, &state, &mode)?;
+        state.wiped = false;
         tracing::debug!(member = i, pid = child.id(), ?mode, "member started");
         state.child = Some(child);
         state.paused = false;
@@ -425,7 +438,7 @@ impl Cluster for NetnsCluster {
     }
 
     fn wipe(&self, i: usize) -> Result<(), ClusterError> {
-        let state = self.member(i);
+        let mut state = self.member(i);
         if state.child.is_some() {
             return Err(ClusterError::Member {
                 action: "wipe",
@@ -434,6 +447,7 @@ impl Cluster for NetnsCluster {
             });
         }
         let dir = self.data_dir(i, &state);
+        state.wiped = true;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),

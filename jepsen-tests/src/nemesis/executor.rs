@@ -222,8 +222,18 @@ impl Executor {
                 ))
             }
             Fault::Member(i) => {
-                self.remove_member(*i).await?;
-                Ok((Applied::Removed(*i), format!("removed and wiped m{i}")))
+                // A membership change needs a quorum; right after another fault's heal the
+                // cluster may still be recovering, and a request that times out there may
+                // take effect much later, behind the nemesis' back.
+                let unhealthy =
+                    client::wait_healthy(&self.cluster.client_urls(), MEMBERSHIP_SETTLE).await;
+                if !unhealthy.is_empty() {
+                    return Err(cluster_error(format!(
+                        "skipped: members {unhealthy:?} not healthy before the membership change"
+                    )));
+                }
+                let detail = self.remove_member(*i).await?;
+                Ok((Applied::Removed(*i), detail))
             }
         }
     }
@@ -297,7 +307,10 @@ impl Executor {
             .map_err(ApplyError::Cluster)
     }
 
-    async fn remove_member(&self, i: usize) -> Result<(), ApplyError> {
+    /// Removes member `i` (found by its peer URL: an unstarted member has no name yet), kills
+    /// and wipes it. A member already missing from the list (an earlier request took effect
+    /// late) is wiped too, so the heal adds it back.
+    async fn remove_member(&self, i: usize) -> Result<String, ApplyError> {
         let others: Vec<String> = (0..self.cluster.size())
             .filter(|&j| j != i)
             .map(|j| self.cluster.client_url(j))
@@ -309,13 +322,17 @@ impl Executor {
             .member_list()
             .await
             .map_err(|e| membership_error("MemberList", e))?;
-        let name = self.cluster.name(i);
-        let id = list
+        let peer = self.cluster.peer_url(i);
+        let Some(id) = list
             .members()
             .iter()
-            .find(|m| m.name() == name)
+            .find(|m| m.peer_urls().contains(&peer))
             .map(|m| m.id())
-            .ok_or_else(|| cluster_error(format!("{name} is not in the member list")))?;
+        else {
+            self.blocking(move |c| c.kill(i).and_then(|()| c.wipe(i)))
+                .await?;
+            return Ok(format!("m{i} was already out of the cluster; wiped it"));
+        };
         if let Err(err) = client.member_remove(id).await {
             // A timed-out removal may still happen: only the member list can tell, and only
             // after the removal had time to commit.
@@ -332,10 +349,29 @@ impl Executor {
             tracing::warn!(member = i, "MemberRemove failed but the member is gone");
         }
         self.blocking(move |c| c.kill(i).and_then(|()| c.wipe(i)))
-            .await
+            .await?;
+        Ok(format!("removed and wiped m{i}"))
     }
 
+    /// Adds member `i` back and starts it as a joining member, retrying while the cluster
+    /// recovers from whatever else happened meanwhile.
     async fn add_member(&self, i: usize) -> Result<(), ApplyError> {
+        let mut last = None;
+        for _ in 0..ADD_ATTEMPTS {
+            match self.add_member_once(i).await {
+                Ok(()) => return Ok(()),
+                Err(fatal @ ApplyError::Fatal(_)) => return Err(fatal),
+                Err(err) => {
+                    tracing::warn!(member = i, %err, "adding the member back failed; retrying");
+                    last = Some(err);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn add_member_once(&self, i: usize) -> Result<(), ApplyError> {
         let others: Vec<String> = (0..self.cluster.size())
             .filter(|&j| j != i)
             .map(|j| self.cluster.client_url(j))
@@ -382,8 +418,11 @@ impl Executor {
 
 /// Deadline of one membership request (a removal of the leader first moves leadership).
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long to watch the member list for a membership change whose request failed.
-const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(10);
+/// How long to watch the member list for a membership change whose request failed, and how
+/// long a membership fault waits for a healthy cluster before it starts.
+const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(30);
+/// Attempts to add a removed member back at the heal.
+const ADD_ATTEMPTS: usize = 5;
 
 /// Polls the member list until `done` holds (returning the list) or [`MEMBERSHIP_SETTLE`]
 /// passes (returning `None`).
