@@ -449,10 +449,16 @@ impl Cluster for NetnsCluster {
         let dir = self.data_dir(i, &state);
         state.wiped = true;
         match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ClusterError::Io { path: dir, source }),
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ClusterError::Io { path: dir, source }),
         }
+        // Make the wipe durable: a power loss right after an unsynced `rm -rf` brings the
+        // old data dir back, and the member would restart with its removed identity.
+        if let Some(disk) = state.disk.as_ref() {
+            sys::run("sync", &["-f", &disk.path().to_string_lossy()])?;
+        }
+        Ok(())
     }
 
     fn log_path(&self, i: usize) -> PathBuf {
