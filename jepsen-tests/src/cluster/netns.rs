@@ -101,6 +101,7 @@ impl NetnsCluster {
             path: options.dir.clone(),
             source,
         })?;
+        refuse_busy_dir(&options.dir)?;
         let slot = claim_slot()?;
         let mut cluster = NetnsCluster {
             members: (0..options.members).map(|_| Mutex::default()).collect(),
@@ -273,6 +274,28 @@ fn forward_rule<'a>(action: &'a str, bridge: &'a str) -> [&'a str; 8] {
     [
         action, "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
     ]
+}
+
+/// Refuses a run directory that still has file systems mounted under it (a previous run that
+/// has not finished tearing down): mounting over them and unmounting later would unmount the
+/// wrong one.
+fn refuse_busy_dir(dir: &Path) -> Result<(), ClusterError> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let busy: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|mount| Path::new(mount).starts_with(&dir))
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    Err(ClusterError::Preflight(format!(
+        "{} still has mounts ({}) from another run; wait for it to finish, use another --out, \
+         or run `skiff-jepsen cleanup`",
+        dir.display(),
+        busy.join(", ")
+    )))
 }
 
 /// Claims the first free slot at or after a pid-derived start by creating its bridge.
