@@ -4,9 +4,12 @@
 #   libclang-dev     bindgen for librocksdb-sys
 #   protobuf-compiler  prost/tonic code generation
 #   etcd-server etcd-client  real etcd 3.4 and etcdctl: the peers tests compare against
+#   iproute2 iptables e2fsprogs  skiff-jepsen: network namespaces, partitions, loop-mounted
+#                                ext4 data dirs for the power-loss fault (runs as root)
 set -euo pipefail
 need=()
-for p in librocksdb-dev libclang-dev clang protobuf-compiler etcd-server etcd-client; do
+for p in librocksdb-dev libclang-dev clang protobuf-compiler etcd-server etcd-client \
+         iproute2 iptables e2fsprogs; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -2,7 +2,7 @@
 //! file I/O and maps results to exit codes.
 //!
 //! * [`check`]: load a history in one of the supported formats and check it.
-//!
-//! Fault-injection runs (`run`) will live beside it.
+//! * [`run`]: start a cluster, run a workload under a nemesis, check, write the report.
 
 pub mod check;
+pub mod run;

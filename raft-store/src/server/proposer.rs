@@ -15,7 +15,7 @@
 //! other failure is returned to the client as an unknown outcome, since re-proposing a write
 //! that may already be committed could apply it twice.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,12 @@ pub struct Proposer {
     /// writes and read-index rounds as if it no longer led, so the target can catch up and
     /// the followers' leader lease can lapse. Callers retry and find the new leader.
     transferring: Arc<AtomicBool>,
+    /// The latest term in which this process, as leader, committed an entry it proposed
+    /// itself (0: none). Only then does its commit index cover everything committed before:
+    /// openraft restores a restarted leader in its old term without a new entry, with a
+    /// commit index that restarts from the (possibly older) applied index. See
+    /// `reads::leader_read_index`.
+    read_ready_term: Arc<AtomicU64>,
 }
 
 /// Where the leader is, as far as this member knows.
@@ -95,7 +101,18 @@ impl Proposer {
             leader_wait: election_timeout * 3,
             request_timeout: election_timeout * 2 + Duration::from_secs(5),
             transferring: Arc::new(AtomicBool::new(false)),
+            read_ready_term: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The term recorded by [`Proposer::mark_read_ready`] (0: none yet).
+    pub fn read_ready_term(&self) -> u64 {
+        self.read_ready_term.load(Ordering::SeqCst)
+    }
+
+    /// Records that an entry this leader proposed in `term` was committed.
+    pub fn mark_read_ready(&self, term: u64) {
+        self.read_ready_term.fetch_max(term, Ordering::SeqCst);
     }
 
     /// The Raft handle.

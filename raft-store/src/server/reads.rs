@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::errors;
 use super::proposer::{LeaderRef, ProposeError, Proposer};
 use crate::raft::network::PeerMethod;
-use crate::raft::{ApiError, Raft};
+use crate::raft::{ApiError, Raft, RaftRequest};
 
 /// Readers waiting for the next round. Bounded for backpressure.
 const MAX_WAITING_READS: usize = 65_536;
@@ -112,14 +112,35 @@ async fn read_index(proposer: &Proposer, timeout: Duration) -> Result<u64, ApiEr
 }
 
 /// On the leader: confirm leadership with a quorum and return the index to wait for.
+///
 /// Refused while leadership is being handed over: the round's heartbeats would renew the
 /// followers' lease that the transfer waits out.
+///
+/// The commit index is only trustworthy once this leader has committed an entry it proposed
+/// itself in its current term (Raft §8; etcd's ReadIndex waits for the same). openraft
+/// restores a restarted leader in its old term without an election or a no-op entry, and
+/// after a crash its commit index restarts from the state machine's applied index, which may
+/// lag what was committed before: serving from it returns stale reads (found by
+/// skiff-jepsen's power-loss fault). So the first read of each term commits an empty batch.
 pub async fn leader_read_index(proposer: &Proposer) -> Result<u64, ProposeError> {
     if proposer.is_transferring() {
         return Err(ProposeError::NotLeader);
     }
-    match proposer.raft().get_read_log_id().await {
-        Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+    let raft = proposer.raft();
+    let term = raft.metrics().borrow().current_term;
+    if proposer.read_ready_term() < term {
+        match raft.client_write(RaftRequest::default()).await {
+            Ok(written) => proposer.mark_read_ready(written.log_id.leader_id.term),
+            Err(openraft::error::RaftError::APIError(_)) => return Err(ProposeError::NotLeader),
+            Err(e) => return Err(ProposeError::Api(errors::internal(e))),
+        }
+    }
+    Ok(read_log_id(raft).await?.map_or(0, |l| l.index))
+}
+
+async fn read_log_id(raft: &Raft) -> Result<Option<crate::raft::LogId>, ProposeError> {
+    match raft.get_read_log_id().await {
+        Ok((read, _applied)) => Ok(read),
         Err(openraft::error::RaftError::APIError(_)) => Err(ProposeError::NotLeader),
         Err(e) => Err(ProposeError::Api(errors::internal(e))),
     }
