@@ -10,6 +10,7 @@
 //!                                              skiff-store members
 //! ```
 
+pub mod binding;
 pub mod cache;
 pub mod discovery;
 pub mod openapi;
@@ -284,6 +285,9 @@ async fn resource(
         },
         (Some(name), Some("scale")) if res.has_scale => {
             scale::serve(api, res, ns, name, method, content_type, body).await
+        }
+        (Some(name), Some("binding")) if res.plural == "pods" => {
+            binding::serve(api, res, ns, name, method, body).await
         }
         (Some(_), Some(sub @ ("log" | "exec" | "attach" | "portforward"))) if res.plural == "pods" => {
             Err(ApiError::unavailable(format!(

@@ -110,6 +110,20 @@ def main():
     check(s.spec.replicas == 4 and s.status.selector == "app=web", "scale subresource")
     check(apps[0].read_namespaced_deployment("web", ns).metadata.generation == 2, "scaling bumps generation")
 
+    # Binding a pod to a node sets spec.nodeName once.
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="p1"),
+                       spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]))
+    core[0].create_namespaced_pod(ns, pod)
+    binding = client.V1Binding(metadata=client.V1ObjectMeta(name="p1"),
+                               target=client.V1ObjectReference(kind="Node", name="node-1"))
+    core[1].create_namespaced_pod_binding("p1", ns, binding, _preload_content=False)
+    check(core[0].read_namespaced_pod("p1", ns).spec.node_name == "node-1", "pods/binding sets nodeName")
+    try:
+        core[0].create_namespaced_pod_binding("p1", ns, binding, _preload_content=False)
+        check(False, "second binding refused")
+    except ApiException as e:
+        check(e.status == 409, "a bound pod cannot be bound again (409)")
+
     # Errors.
     try:
         core[0].read_namespaced_config_map("missing", ns)
