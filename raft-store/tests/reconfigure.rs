@@ -71,10 +71,15 @@ fn shrink(c: &mut Cluster, i: usize) {
     let id = ids(&eps)[&c.members[i].name].clone();
     // Removal waits for every voter to have answered recently; allow for a loaded machine.
     wait_for(Duration::from_secs(45), "member remove accepted", || {
-        etcdctl(&eps, &["member", "remove", &id])
-            .status
-            .success()
-            .then_some(())
+        let out = etcdctl(&eps, &["member", "remove", &id]);
+        if !out.status.success() {
+            // Printed with the test's output if the wait times out.
+            eprintln!(
+                "member remove {id}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        out.status.success().then_some(())
     });
     wait_for(
         Duration::from_secs(20),
