@@ -232,7 +232,7 @@ pub fn prepare_update(
     if scope == UpdateScope::Status {
         // Only status changes: start from the stored object.
         let status = new.get("status").cloned();
-        let labels = new["metadata"].get("resourceVersion").cloned();
+        let rv = new["metadata"].get("resourceVersion").cloned();
         *new = old.clone();
         match status {
             Some(s) => new["status"] = s,
@@ -240,7 +240,7 @@ pub fn prepare_update(
                 new.as_object_mut().expect("object").remove("status");
             }
         }
-        if let Some(rv) = labels {
+        if let Some(rv) = rv {
             metadata_mut(new).insert("resourceVersion".into(), rv);
         }
         return Ok(());

@@ -178,13 +178,10 @@ impl Store {
     ) -> Result<Page, StoreError> {
         let c = self.client.clone();
         let from = start.unwrap_or(prefix);
-        let mut opts = GetOptions::new()
+        let opts = GetOptions::new()
             .with_range(prefix_end(prefix))
             .with_limit(limit)
             .with_revision(revision);
-        if limit == 0 {
-            opts = opts.with_limit(0);
-        }
         let r = call(|| {
             let mut c = c.clone();
             let opts = opts.clone();

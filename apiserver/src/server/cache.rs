@@ -73,7 +73,8 @@ pub fn revision_of(c: &Change) -> i64 {
     }
 }
 
-fn key_of(c: &Change) -> &str {
+/// The store key a change is about.
+pub fn key_of(c: &Change) -> &str {
     match c {
         Change::Put { item, .. } => &item.key,
         Change::Delete { prev, .. } => &prev.key,
@@ -233,16 +234,6 @@ impl Caches {
                 cache
             })
             .clone()
-    }
-
-    /// How many resource caches run.
-    pub fn len(&self) -> usize {
-        self.caches.lock().expect("caches lock poisoned").len()
-    }
-
-    /// Whether no cache runs.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

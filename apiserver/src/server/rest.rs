@@ -454,13 +454,10 @@ impl Api {
                 object_shaped.then_some(body),
                 Decoding::Patch,
             )?;
-            if let Some(rv) = rv_of(&new)? {
-                if rv != old_rev
-                    && object::meta_str(&new, "resourceVersion")
-                        != object::meta_str(&old, "resourceVersion")
-                {
-                    return Err(ApiError::conflict(res, name));
-                }
+            // A patch that names a resourceVersion is a precondition (the stored object's
+            // own version passes through a merge patch unchanged).
+            if rv_of(&new)?.is_some_and(|rv| rv != old_rev) {
+                return Err(ApiError::conflict(res, name));
             }
             match self
                 .write_update(res, ns, name, &mut new, &old, old_rev, scope, opts.dry_run)

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::cache::{revision_of, Msg};
+use super::cache::{key_of, revision_of, Msg};
 use super::rest::{decode, store_error};
 use super::{Api, Query};
 use crate::resources::Resource;
@@ -304,12 +304,7 @@ impl Feed {
                 loop {
                     match live.recv().await {
                         Ok(Msg::Change(c)) => {
-                            let key = match c.as_ref() {
-                                Change::Put { item, .. } => item.key.as_str(),
-                                Change::Delete { prev, .. } => prev.key.as_str(),
-                                Change::Compacted(_) => continue,
-                            };
-                            if key.starts_with(prefix.as_str()) && revision_of(&c) > *after {
+                            if key_of(&c).starts_with(prefix.as_str()) && revision_of(&c) > *after {
                                 return Next::Change(c);
                             }
                         }

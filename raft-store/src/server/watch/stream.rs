@@ -146,11 +146,9 @@ impl WatchStream {
 
     /// Sends the watcher's next batch.
     async fn deliver_one(&mut self, id: i64) -> Result<Delivery, Closed> {
-        let Some(w) = self.watchers.get(&id) else {
+        let Some(from) = self.watchers.get(&id).map(|w| w.next_rev) else {
             return Ok(Delivery::Cancelled);
         };
-        let spec = w.spec.clone();
-        let from = w.next_rev;
         // Like etcd, a watcher that still needs revisions below the compact revision is
         // cancelled even if they are at hand: a client must not rely on compacted history.
         let compacted = self.node.mvcc.compact_revision();
@@ -158,22 +156,28 @@ impl WatchStream {
             self.cancel_behind(id, Behind::Compacted(compacted)).await?;
             return Ok(Delivery::Cancelled);
         }
-        let batch = match self.node.watch_hub.lookup(from, MAX_BATCH_REVS) {
+        let found = match self.node.watch_hub.lookup(from, MAX_BATCH_REVS) {
             Lookup::UpToDate => return Ok(Delivery::Idle),
-            Lookup::Ring(revs) => select_revisions(&spec, &revs, MAX_BATCH_BYTES),
+            Lookup::Ring(revs) => Found::Ring(revs),
             Lookup::History => match self.read_history(from).await {
                 Ok(events) if events.is_empty() => return Ok(Delivery::Idle),
-                Ok(events) => select_history(&spec, events),
+                Ok(events) => Found::History(events),
                 Err(reason) => {
                     self.cancel_behind(id, reason).await?;
                     return Ok(Delivery::Cancelled);
                 }
             },
         };
-        if let Some(w) = self.watchers.get_mut(&id) {
-            w.next_rev = batch.last_rev + 1;
-        }
-        self.send_events(id, &spec, batch).await?;
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return Ok(Delivery::Cancelled);
+        };
+        let batch = match found {
+            Found::Ring(revs) => select_revisions(&w.spec, &revs, MAX_BATCH_BYTES),
+            Found::History(events) => select_history(&w.spec, events),
+        };
+        w.next_rev = batch.last_rev + 1;
+        let fragmented = w.spec.fragment;
+        self.send_events(id, fragmented, batch).await?;
         Ok(Delivery::Progressed)
     }
 
@@ -219,13 +223,13 @@ impl WatchStream {
         self.send(resp).await
     }
 
-    async fn send_events(&mut self, id: i64, spec: &WatchSpec, batch: Batch) -> Result<(), Closed> {
+    async fn send_events(&mut self, id: i64, fragmented: bool, batch: Batch) -> Result<(), Closed> {
         let Batch { events, last_rev } = batch;
         if events.is_empty() {
             return Ok(());
         }
         self.node.metrics.watch_events.inc_by(events.len() as u64);
-        let parts = if spec.fragment {
+        let parts = if fragmented {
             fragment(events, self.node.cfg.max_request_bytes as usize)
         } else {
             vec![events]
@@ -357,6 +361,12 @@ impl WatchStream {
     async fn send(&self, resp: PbWatchResponse) -> Result<(), Closed> {
         self.out.send(Ok(resp)).await.map_err(|_| Closed)
     }
+}
+
+/// Where a watcher's next revisions were found.
+enum Found {
+    Ring(Vec<std::sync::Arc<super::hub::Revision>>),
+    History(Vec<PbEvent>),
 }
 
 /// What one delivery step did.
