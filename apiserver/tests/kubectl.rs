@@ -1,11 +1,10 @@
 //! The real kubectl against 3 skiff-store members and 2 skiff-apiserver replicas; requests
 //! alternate between the replicas, so they must behave as one API.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 mod common;
-use common::{start, Kubectl};
+use common::{start, Kubectl, Lines};
 
 const APP: &str = "apiVersion: v1
 kind: Namespace
@@ -314,23 +313,24 @@ fn kubectl_end_to_end() {
     );
 
     // get -w on one replica sees a change made through the other.
-    let mut watch = k
-        .cmd(&urls[0])
-        .args([
-            "get",
-            "cm",
-            "cfg",
-            "-n",
-            "shop",
-            "-w",
-            "-o",
-            "jsonpath={.data.a}{\"\\n\"}",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    k.cmd(&urls[1])
+    let mut cmd = k.cmd(&urls[0]);
+    cmd.args([
+        "get",
+        "cm",
+        "cfg",
+        "-n",
+        "shop",
+        "-w",
+        "-o",
+        "jsonpath={.data.a}{\"\\n\"}",
+    ]);
+    let mut watch = Lines::spawn(cmd);
+    // The first line is the object as listed; kubectl then watches from the list's version.
+    watch.wait_for(Duration::from_secs(20), "with the listed value", |l| {
+        l == "1"
+    });
+    let out = k
+        .cmd(&urls[1])
         .args([
             "patch",
             "cm",
@@ -344,11 +344,11 @@ fn kubectl_end_to_end() {
         ])
         .output()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = watch.kill();
-    let out = watch.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(seen.lines().any(|l| l == "changed"), "watch saw: {seen:?}");
+    assert!(out.status.success(), "{out:?}");
+    watch.wait_for(Duration::from_secs(20), "with the change", |l| {
+        l == "changed"
+    });
+    drop(watch);
 
     // Errors come back as Kubernetes statuses.
     let e = k.fails(&["apply", "-f", f, "--server-side"]);

@@ -5,10 +5,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{start, Kubectl};
+use common::{start, Kubectl, Lines};
 
 const APP: &str = "apiVersion: v1
 kind: Namespace
@@ -209,13 +208,13 @@ fn kubectl_get_prints_kubernetes_columns() {
     assert_eq!(words(&out).last().unwrap()[0], "shop", "{out}");
 
     // get -w on one replica prints a status change made through the other as a row.
-    let watch = k
-        .cmd(&urls[0])
-        .args(["get", "pods", "-n", "shop", "-w"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut cmd = k.cmd(&urls[0]);
+    cmd.args(["get", "pods", "-n", "shop", "-w"]);
+    let mut watch = Lines::spawn(cmd);
+    // The listed rows come first; kubectl then watches from the list's version.
+    watch.wait_for(Duration::from_secs(20), "with web-1 listed", |l| {
+        l.starts_with("web-1")
+    });
     let status = r#"{"status":{"phase":"Running","containerStatuses":[{"name":"nginx","image":"nginx:1.25","imageID":"","ready":false,"restartCount":4,"started":false,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}"#;
     let out = k
         .cmd(&urls[1])
@@ -231,11 +230,12 @@ fn kubectl_get_prints_kubernetes_columns() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    std::thread::sleep(Duration::from_secs(2));
-    let mut watch = watch;
-    let _ = watch.kill();
-    let out = watch.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
+    let seen = watch
+        .wait_for(Duration::from_secs(20), "with the new status", |l| {
+            l.contains("CrashLoopBackOff")
+        })
+        .join("\n");
+    drop(watch);
     let w = words(&seen);
     assert_eq!(
         w.iter().filter(|l| l.first() == Some(&"NAME")).count(),

@@ -428,8 +428,9 @@ fn watchers_see_the_exact_history_across_a_leader_kill() {
                 }
             });
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // Watchers on each member, starting at various past revisions.
+        // Watchers on each member, starting at various past revisions: wait until all nine
+        // start revisions lie in the past.
+        wait_revision(&mut cl, first_rev + 45).await;
         let mut watchers = Vec::new();
         for i in 0..9 {
             let start = first_rev + (i as i64) * 5;
@@ -441,10 +442,14 @@ fn watchers_see_the_exact_history_across_a_leader_kill() {
         }
         (first_rev, watchers)
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Kill the leader once the workload is well under way, and stop the writers once they
+    // have made progress through the new leader.
+    rt.block_on(async {
+        let mut cl = Client::connect(urls.clone(), None).await.unwrap();
+        wait_revision(&mut cl, first_rev + 150).await;
+    });
     let leader = c.wait_leader(Duration::from_secs(10));
     c.kill(leader);
-    std::thread::sleep(Duration::from_secs(4));
     let alive: Vec<String> = urls
         .iter()
         .enumerate()
@@ -452,9 +457,10 @@ fn watchers_see_the_exact_history_across_a_leader_kill() {
         .map(|(_, u)| u.clone())
         .collect();
     rt.block_on(async {
-        stop.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let mut cl = Client::connect(alive.clone(), None).await.unwrap();
+        let at_kill = wait_revision(&mut cl, 0).await;
+        wait_revision(&mut cl, at_kill + 100).await;
+        stop.store(true, Ordering::Relaxed);
         // A final write every watcher must reach.
         let last = cl.put("w/end", "end", None).await.unwrap().header().unwrap().revision();
         let canon = canonical_history(&mut cl, "w/", first_rev, last).await;
@@ -480,7 +486,9 @@ fn watchers_see_the_exact_history_across_a_leader_kill() {
         }
         let seen = SEEN.lock().unwrap().clone();
         assert_eq!(seen.len(), 9, "every watcher reported");
-        for (start, got) in seen {
+        for (start, mut got) in seen {
+            // Writes still in flight when the writers stopped may land after the final one.
+            got.retain(|(r, _)| *r <= last);
             let want: Vec<(i64, String)> =
                 canon.iter().filter(|(r, _)| *r >= start).cloned().collect();
             if got != want {
@@ -499,6 +507,31 @@ fn watchers_see_the_exact_history_across_a_leader_kill() {
             canon.len()
         );
     });
+}
+
+/// Waits (up to 60 s) until the store's revision reaches `min`; returns the revision.
+async fn wait_revision(cl: &mut Client, min: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rev = match cl
+            .get(
+                "w/",
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+        {
+            Ok(r) => r.header().unwrap().revision(),
+            Err(_) => 0,
+        };
+        if rev >= min {
+            return rev;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revision stayed at {rev}, below {min}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 static SEEN: std::sync::Mutex<BTreeMap<i64, Vec<(i64, String)>>> =

@@ -233,3 +233,57 @@ impl Kubectl {
         String::from_utf8(out.stderr).unwrap()
     }
 }
+
+/// The stdout of a long-running command (`kubectl get -w`), read line by line on a thread.
+pub struct Lines {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts `cmd` with its stdout captured.
+    pub fn spawn(mut cmd: Command) -> Lines {
+        use std::io::BufRead;
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a line satisfies `pred` (panics after `limit`); returns every line so far.
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> &[String] {
+        let deadline = Instant::now() + limit;
+        while !self.seen.iter().any(|l| pred(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line {what} within {limit:?}; saw {:?}", self.seen),
+            }
+        }
+        &self.seen
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
