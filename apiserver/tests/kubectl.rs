@@ -4,51 +4,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{start, Kubectl, Lines};
-
-const APP: &str = "apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: shop
-  labels: {app: web}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.25
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: shop
-spec:
-  selector: {app: web}
-  ports:
-  - port: 80
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: cfg
-  namespace: shop
-data:
-  a: \"1\"
-";
+use common::{start, Kubectl, Lines, APP};
 
 /// A deployment with two misspelled fields.
 const TYPO: &str = "apiVersion: apps/v1

@@ -7,61 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{start, Kubectl, Lines};
-
-const APP: &str = "apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: shop
-  labels: {app: web}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.25
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: shop
-spec:
-  selector: {app: web}
-  ports:
-  - port: 80
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: cfg
-  namespace: shop
-  labels: {app: web}
-data:
-  a: \"1\"
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: web-1
-  namespace: shop
-  labels: {app: web}
-spec:
-  containers:
-  - name: nginx
-    image: nginx:1.25
-";
+use common::{start, Kubectl, Lines, APP};
 
 /// The whitespace-separated words of each output line.
 fn words(out: &str) -> Vec<Vec<&str>> {
