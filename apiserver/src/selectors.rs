@@ -153,6 +153,30 @@ impl FieldSelector {
     }
 }
 
+/// A request's `labelSelector` and `fieldSelector` together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// The label part.
+    pub labels: LabelSelector,
+    /// The field part.
+    pub fields: FieldSelector,
+}
+
+impl Selector {
+    /// Parses both parts; empty strings select everything.
+    pub fn parse(labels: &str, fields: &str) -> ApiResult<Selector> {
+        Ok(Selector {
+            labels: LabelSelector::parse(labels)?,
+            fields: FieldSelector::parse(fields)?,
+        })
+    }
+
+    /// Whether the object satisfies both parts.
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

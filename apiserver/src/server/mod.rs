@@ -62,6 +62,14 @@ impl Query {
         self.0.get(k).map(String::as_str)
     }
 
+    /// The request's `labelSelector` and `fieldSelector`.
+    pub fn selector(&self) -> ApiResult<crate::selectors::Selector> {
+        crate::selectors::Selector::parse(
+            self.get("labelSelector").unwrap_or(""),
+            self.get("fieldSelector").unwrap_or(""),
+        )
+    }
+
     /// A boolean parameter, read as Go's `strconv.ParseBool` reads it (the Python client
     /// sends `watch=True`).
     pub fn flag(&self, k: &str) -> bool {

@@ -10,7 +10,6 @@ use super::{Api, Query};
 use crate::fields::{FieldError, FieldProblem, FieldValidation};
 use crate::object::{self, CreateContext, UpdateScope};
 use crate::resources::{Resource, RESOURCES};
-use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{Item, StoreError};
 
@@ -307,8 +306,7 @@ impl Api {
         ns: Option<&str>,
         q: &Query,
     ) -> ApiResult<Value> {
-        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
-        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?;
+        let selector = q.selector()?;
         let limit: i64 = match q.get("limit") {
             None | Some("") => 0,
             Some(l) => l
@@ -341,7 +339,7 @@ impl Api {
         let mut items = Vec::new();
         for item in &page.items {
             let obj = decode(item)?;
-            if labels.matches(&obj) && fields.matches(&obj) {
+            if selector.matches(&obj) {
                 items.push(obj);
             }
         }
@@ -548,8 +546,7 @@ impl Api {
         ns: Option<&str>,
         q: &Query,
     ) -> ApiResult<Response> {
-        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
-        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?;
+        let selector = q.selector()?;
         let page = self
             .store
             .list(&res.prefix(ns), None, 0, 0)
@@ -558,7 +555,7 @@ impl Api {
         let mut deleted = Vec::new();
         for item in &page.items {
             let obj = decode(item)?;
-            if !(labels.matches(&obj) && fields.matches(&obj)) {
+            if !selector.matches(&obj) {
                 continue;
             }
             let name = object::meta_str(&obj, "name")

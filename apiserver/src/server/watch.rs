@@ -21,7 +21,7 @@ use super::cache::{key_of, revision_of, Msg};
 use super::rest::{decode, store_error};
 use super::{Api, Query};
 use crate::resources::Resource;
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::selectors::Selector;
 use crate::status::{ApiError, ApiResult};
 use crate::store::Change;
 use crate::table::TableOptions;
@@ -30,17 +30,6 @@ use crate::table::TableOptions;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 /// Default and maximum watch duration when the client gives no `timeoutSeconds`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-struct Filter {
-    labels: LabelSelector,
-    fields: FieldSelector,
-}
-
-impl Filter {
-    fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches(obj) && self.fields.matches(obj)
-    }
-}
 
 /// How a watcher's events carry their objects: as stored, or (for `kubectl get -w`) as
 /// one-row Tables whose column definitions come with the first event only.
@@ -80,7 +69,7 @@ fn line(kind: &str, object: &Value) -> Vec<u8> {
 }
 
 /// The event a change becomes for this watcher, if any.
-fn event(change: &Change, filter: &Filter) -> ApiResult<Option<(&'static str, Value)>> {
+fn event(change: &Change, filter: &Selector) -> ApiResult<Option<(&'static str, Value)>> {
     Ok(match change {
         Change::Put { item, prev } => {
             let new = decode(item)?;
@@ -134,10 +123,7 @@ pub async fn serve_as(
         table,
         columns_sent: false,
     };
-    let filter = Filter {
-        labels: LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?,
-        fields: FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))?,
-    };
+    let filter = q.selector()?;
     let bookmarks = q.flag("allowWatchBookmarks");
     let timeout = match q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
         Some(t) if t > 0 => Duration::from_secs(t).min(DEFAULT_TIMEOUT),
