@@ -403,5 +403,7 @@ fn kubectl_end_to_end() {
         .fails(&["get", "deploy", "web", "-n", "shop"])
         .contains("NotFound"));
     k.ok(&["delete", "ns", "shop"]);
-    assert!(k.ok(&["get", "cm", "-A"]).is_empty() || !k.ok(&["get", "cm", "-A"]).contains("shop"));
+    let left = k.ok(&["get", "cm", "-A"]);
+    assert!(!left.contains("shop") && left.contains("gen"), "{left}");
+    assert!(k.fails(&["get", "ns", "shop"]).contains("NotFound"));
 }

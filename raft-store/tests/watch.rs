@@ -298,7 +298,6 @@ fn large_revisions_are_fragmented_on_request() {
                 .await
                 .unwrap();
         }
-        let start = cl.get("big/0", None).await.unwrap().kvs()[0].mod_revision();
         let mut frag = cl
             .watch(
                 "big/",
@@ -354,7 +353,6 @@ fn large_revisions_are_fragmented_on_request() {
         // A fragmenting watcher whose revision fits the limit gets it in one response.
         let r = next(&mut frag).await;
         assert_eq!(r.events().len(), 10);
-        assert!(start > 0);
     });
 }
 
