@@ -120,7 +120,10 @@ fn child(path: &str, key: &str) -> String {
 
 /// Follows `$ref` and single-element `allOf` (how a described reference is written) to the
 /// schema that says what a value is; `None` if a reference does not resolve.
-fn resolve<'s>(schemas: &'s Map<String, Value>, mut schema: &'s Value) -> Option<&'s Value> {
+pub(crate) fn resolve<'s>(
+    schemas: &'s Map<String, Value>,
+    mut schema: &'s Value,
+) -> Option<&'s Value> {
     for _ in 0..MAX_REF_HOPS {
         if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
             schema = schemas.get(r.strip_prefix(REF_PREFIX)?)?;

@@ -10,6 +10,7 @@
 //!  protobuf.rs    kubectl generators' protobuf bodies → JSON             (pure)
 //!  openapi.rs     OpenAPI v3 documents of the served types               (pure)
 //!  fields.rs      unknown/duplicate fields (`fieldValidation`)           (pure)
+//!  managed/       managedFields and server-side apply                    (pure)
 //!  patch.rs       JSON patch / merge patch / dispatch                    (pure)
 //!  strategic.rs   strategic merge patch                                  (pure)
 //!  selectors.rs   label and field selectors                              (pure)
@@ -23,6 +24,7 @@
 
 pub mod defaults;
 pub mod fields;
+pub mod managed;
 pub mod metrics;
 pub mod object;
 pub mod openapi;

@@ -1,6 +1,7 @@
 //! PATCH bodies applied to a stored object, free of I/O: JSON patch (RFC 6902), JSON merge
-//! patch (RFC 7386) and strategic merge patch (`crate::strategic`). Server-side apply is not
-//! served yet and is refused with 415, so no request is half-understood.
+//! patch (RFC 7386) and strategic merge patch (`crate::strategic`). Server-side apply needs
+//! the object's field owners, so the REST layer routes it to `crate::managed`; here (e.g. on
+//! `/scale`, which has no owners of its own) it is refused with 415.
 
 use serde_json::Value;
 
@@ -43,7 +44,7 @@ pub fn apply(content_type: &str, old: &Value, body: &[u8]) -> ApiResult<Value> {
         }
         STRATEGIC_MERGE_PATCH => crate::strategic::apply(old, &parse()?),
         APPLY_PATCH => Err(ApiError::unsupported_media_type(format!(
-            "server-side apply ({content_type}) is not supported by skiff-apiserver yet; use client-side `kubectl apply`"
+            "server-side apply ({content_type}) is not supported on this subresource; apply to the object itself"
         ))),
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: {JSON_PATCH}, {MERGE_PATCH} (got {other:?})"

@@ -24,6 +24,9 @@ pub enum StoreError {
     /// The requested revision was compacted.
     #[error("required revision has been compacted (compact revision {0})")]
     Compacted(i64),
+    /// The store refused the request as larger than its `--max-request-bytes`.
+    #[error("the store refused the request as too large: {0}")]
+    TooLarge(String),
     /// No store member answered in time, or the store refused the call.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -82,6 +85,8 @@ fn unavailable(e: etcd_client::Error) -> StoreError {
     let text = e.to_string();
     if text.contains("required revision has been compacted") {
         StoreError::Compacted(0)
+    } else if text.contains("request is too large") {
+        StoreError::TooLarge(text)
     } else {
         StoreError::Unavailable(text)
     }

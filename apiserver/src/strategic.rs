@@ -10,7 +10,7 @@ use crate::status::{ApiError, ApiResult};
 
 /// How a list field merges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// Objects merged by this key.
     MergeKey(&'static str),
     /// A set of primitives (e.g. `finalizers`): union.
@@ -22,7 +22,7 @@ enum ListStrategy {
 /// The merge strategy of list field `field` whose parent object sits at `path` (field names
 /// from the root, list indices omitted). Mirrors the `patchMergeKey`/`patchStrategy` tags of
 /// the Kubernetes types served here.
-fn strategy(path: &[String], field: &str) -> ListStrategy {
+pub(crate) fn strategy(path: &[String], field: &str) -> ListStrategy {
     let parent = path.last().map(String::as_str).unwrap_or("");
     match field {
         "containers"

@@ -6,7 +6,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::rest::Ownership;
 use super::Api;
+use super::ResourceRequest;
 use crate::object::UpdateScope;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -41,10 +43,12 @@ pub async fn serve(
     res: &Resource,
     ns: Option<&str>,
     name: &str,
-    method: Method,
-    body: &[u8],
+    r: &ResourceRequest<'_>,
 ) -> ApiResult<Response> {
-    if method != Method::POST {
+    let (method, body) = (&r.method, r.body);
+    let opts = r.options("CreateOptions")?;
+    let opts = &opts;
+    if *method != Method::POST {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method ({method}) on the requested resource (pods/binding)"
         )));
@@ -73,7 +77,11 @@ pub async fn serve(
         &pod,
         rev,
         UpdateScope::Main,
-        false,
+        opts.dry_run,
+        &Ownership::Update {
+            opts,
+            subresource: Some("binding"),
+        },
     )
     .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});

@@ -196,6 +196,11 @@ async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (core, rest) = if let Some(r) = path.strip_prefix("/apis") {
         (false, r)
     } else {
@@ -228,7 +233,16 @@ async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
         Route::Resource(t) if as_table.is_some() => {
             tables::serve(api, t, &query, as_table.expect("checked")).await
         }
-        Route::Resource(t) => resource(api, t, method, &query, &content_type, &body).await,
+        Route::Resource(t) => {
+            let req = ResourceRequest {
+                method,
+                query: &query,
+                content_type: &content_type,
+                user_agent: user_agent.as_deref(),
+                body: &body,
+            };
+            resource(api, t, req).await
+        }
     }
 }
 
@@ -243,14 +257,30 @@ async fn read_body(body: Body) -> ApiResult<Vec<u8>> {
         })
 }
 
-async fn resource(
-    api: &Arc<Api>,
-    t: Target,
-    method: Method,
-    q: &Query,
-    content_type: &str,
-    body: &[u8],
-) -> ApiResult<Response> {
+/// A request on a resource path, after routing.
+pub struct ResourceRequest<'a> {
+    /// The HTTP method.
+    pub method: Method,
+    /// The query parameters.
+    pub query: &'a Query,
+    /// `Content-Type` of the body.
+    pub content_type: &'a str,
+    /// `User-Agent`, which names the default field manager.
+    pub user_agent: Option<&'a str>,
+    /// The body (protobuf already turned into JSON).
+    pub body: &'a [u8],
+}
+
+impl ResourceRequest<'_> {
+    /// The write options of the query; `kind` names them in errors (`PatchOptions`, ...).
+    pub fn options(&self, kind: &str) -> ApiResult<WriteOptions> {
+        WriteOptions::from_query(self.query, kind, self.user_agent)
+    }
+}
+
+async fn resource(api: &Arc<Api>, t: Target, r: ResourceRequest<'_>) -> ApiResult<Response> {
+    let (q, content_type, body) = (r.query, r.content_type, r.body);
+    let method = r.method.clone();
     let res = t.res;
     let ns = t.namespace.as_deref();
     match (t.name.as_deref(), t.sub.as_deref()) {
@@ -258,7 +288,7 @@ async fn resource(
             Method::GET if q.flag("watch") => watch::serve(api.clone(), res, ns, q).await,
             Method::GET => api.list(res, ns, q).await,
             Method::POST => {
-                let opts = WriteOptions::from_query(q, "CreateOptions")?;
+                let opts = r.options("CreateOptions")?;
                 api.create(res, ns, &opts, body).await
             }
             Method::DELETE if dry_run(q, body)? => api.list(res, ns, q).await,
@@ -268,11 +298,11 @@ async fn resource(
         (Some(name), None) => match method {
             Method::GET => api.get(res, ns, name).await,
             Method::PUT => {
-                let opts = WriteOptions::from_query(q, "UpdateOptions")?;
+                let opts = r.options("UpdateOptions")?;
                 api.update(res, ns, name, UpdateScope::Main, &opts, body).await
             }
             Method::PATCH => {
-                let opts = WriteOptions::from_query(q, "PatchOptions")?;
+                let opts = r.options("PatchOptions")?;
                 api.patch(res, ns, name, UpdateScope::Main, &opts, content_type, body).await
             }
             Method::DELETE if dry_run(q, body)? => api.get(res, ns, name).await,
@@ -282,20 +312,20 @@ async fn resource(
         (Some(name), Some("status")) if res.has_status => match method {
             Method::GET => api.get(res, ns, name).await,
             Method::PUT => {
-                let opts = WriteOptions::from_query(q, "UpdateOptions")?;
+                let opts = r.options("UpdateOptions")?;
                 api.update(res, ns, name, UpdateScope::Status, &opts, body).await
             }
             Method::PATCH => {
-                let opts = WriteOptions::from_query(q, "PatchOptions")?;
+                let opts = r.options("PatchOptions")?;
                 api.patch(res, ns, name, UpdateScope::Status, &opts, content_type, body).await
             }
             m => Err(not_allowed(&m, &format!("{}/status", res.plural))),
         },
         (Some(name), Some("scale")) if res.has_scale => {
-            scale::serve(api, res, ns, name, method, content_type, body).await
+            scale::serve(api, res, ns, name, &r).await
         }
         (Some(name), Some("binding")) if res.plural == "pods" => {
-            binding::serve(api, res, ns, name, method, body).await
+            binding::serve(api, res, ns, name, &r).await
         }
         (Some(_), Some(sub @ ("log" | "exec" | "attach" | "portforward"))) if res.plural == "pods" => {
             Err(ApiError::unavailable(format!(
@@ -328,7 +358,10 @@ pub async fn ensure_system_namespaces(api: &Api) -> ApiResult<()> {
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let body: Value =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        let opts = WriteOptions::default();
+        let opts = WriteOptions {
+            manager: "skiff-apiserver".into(),
+            ..WriteOptions::default()
+        };
         match api
             .create(nsres, None, &opts, body.to_string().as_bytes())
             .await

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{Api, Query};
 use crate::fields::{FieldError, FieldProblem, FieldValidation};
+use crate::managed::{self, Actor};
 use crate::object::{self, CreateContext, UpdateScope};
 use crate::resources::{Resource, RESOURCES};
 use crate::status::{ApiError, ApiResult};
@@ -24,6 +25,9 @@ pub fn store_error(e: StoreError) -> ApiError {
             ApiError::unavailable(format!("the storage is unavailable: {m}"))
         }
         StoreError::Compacted(rev) => ApiError::expired(format!("too old resource version: {rev}")),
+        StoreError::TooLarge(m) => {
+            ApiError::too_large(format!("the object is larger than the store accepts: {m}"))
+        }
         StoreError::RevisionMismatch => ApiError::internal("unexpected revision mismatch"),
     }
 }
@@ -84,18 +88,32 @@ fn rv_of(obj: &Value) -> ApiResult<Option<i64>> {
 }
 
 /// The options of a create, update or patch, from its query string.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOptions {
     /// What to do about unknown and duplicate fields.
     pub validation: FieldValidation,
     /// `dryRun=All`: validate and answer as if written, but store nothing.
     pub dry_run: bool,
+    /// The field manager: `fieldManager`, or the first word of the User-Agent.
+    pub manager: String,
+    /// Whether `fieldManager` was given (server-side apply requires it).
+    pub manager_given: bool,
+    /// `force=true`: a server-side apply takes over the fields it conflicts on.
+    pub force: bool,
 }
 
+/// The longest `fieldManager` Kubernetes accepts.
+const MAX_MANAGER_BYTES: usize = 128;
+
 impl WriteOptions {
-    /// Parses `fieldValidation` and `dryRun`; `options_kind` (`CreateOptions`, ...) names the
-    /// options in the 422 an unsupported value gets, as Kubernetes does.
-    pub fn from_query(q: &Query, options_kind: &str) -> ApiResult<WriteOptions> {
+    /// Parses `fieldValidation`, `dryRun`, `fieldManager` and `force`; `options_kind`
+    /// (`CreateOptions`, ...) names the options in the 422 an unsupported value gets, as
+    /// Kubernetes does. Without `fieldManager` the manager is named after `user_agent`.
+    pub fn from_query(
+        q: &Query,
+        options_kind: &str,
+        user_agent: Option<&str>,
+    ) -> ApiResult<WriteOptions> {
         let invalid = |detail: String| {
             ApiError::unprocessable(format!(
                 "{options_kind}.meta.k8s.io \"\" is invalid: {detail}"
@@ -103,10 +121,86 @@ impl WriteOptions {
         };
         let validation =
             FieldValidation::parse(q.get("fieldValidation")).map_err(|e| invalid(e.to_string()))?;
+        let given = q.get("fieldManager").filter(|m| !m.is_empty());
+        if given.is_some_and(|m| m.len() > MAX_MANAGER_BYTES) {
+            return Err(invalid(format!(
+                "fieldManager: Too long: may not be more than {MAX_MANAGER_BYTES} bytes"
+            )));
+        }
+        let force = match q.get("force") {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid value for force: {other:?}: must be true or false"
+                )))
+            }
+        };
         Ok(WriteOptions {
             validation,
             dry_run: parse_dry_run(q).map_err(invalid)?,
+            manager: given.map_or_else(
+                || managed::manager_from_user_agent(user_agent),
+                str::to_string,
+            ),
+            manager_given: given.is_some(),
+            force,
         })
+    }
+
+    /// The writer of a change through `subresource`.
+    fn actor<'a>(
+        &'a self,
+        res: &Resource,
+        subresource: Option<&'a str>,
+        now: &'a str,
+    ) -> Actor<'a> {
+        Actor {
+            manager: &self.manager,
+            api_version: res.api_version(),
+            subresource,
+            now,
+        }
+    }
+}
+
+/// How a write records field ownership in `metadata.managedFields`.
+pub enum Ownership<'a> {
+    /// An update (create, PUT, non-apply PATCH) by `opts.manager` through `subresource`.
+    Update {
+        /// The request's options (its field manager).
+        opts: &'a WriteOptions,
+        /// `status`, `scale`, `binding`, or `None` for the main resource.
+        subresource: Option<&'a str>,
+    },
+    /// A server-side apply, whose `managedFields` were computed with the merge.
+    Applied(Option<Value>),
+}
+
+impl Ownership<'_> {
+    /// Records the write from `old` (`None` on create) to `new`.
+    fn record(&self, res: &Resource, scope: UpdateScope, old: Option<&Value>, new: &mut Value) {
+        match self {
+            Ownership::Update { opts, subresource } => {
+                let now = now();
+                let who = opts.actor(res, *subresource, &now);
+                managed::track_update(res, scope, old, new, &who);
+            }
+            Ownership::Applied(fields) => {
+                let meta = object::metadata_mut(new);
+                match fields {
+                    Some(f) => meta.insert("managedFields".into(), f.clone()),
+                    None => meta.remove("managedFields"),
+                };
+            }
+        }
+    }
+}
+
+fn subresource_of(scope: UpdateScope) -> Option<&'static str> {
+    match scope {
+        UpdateScope::Main => None,
+        UpdateScope::Status => Some("status"),
     }
 }
 
@@ -249,6 +343,24 @@ impl Api {
     ) -> ApiResult<Response> {
         let mut obj = object::parse_body(body)?;
         let warnings = check_fields(res, opts, &mut obj, Some(body), Decoding::Object)?;
+        let owner = Ownership::Update {
+            opts,
+            subresource: None,
+        };
+        let resp = self.insert(res, ns, obj, opts.dry_run, &owner).await?;
+        Ok(with_warnings(resp, &warnings))
+    }
+
+    /// Stores a new object (a create, or a server-side apply of an absent object) and
+    /// answers 201 with it.
+    async fn insert(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+        owner: &Ownership<'_>,
+    ) -> ApiResult<Response> {
         let ctx = CreateContext {
             namespace: ns,
             uid: new_uid(),
@@ -257,6 +369,7 @@ impl Api {
         let name = object::prepare_create(res, &mut obj, &ctx)?;
         crate::defaults::apply(res, &mut obj);
         crate::validation::validate(res, &obj)?;
+        owner.record(res, UpdateScope::Main, None, &mut obj);
         if res.namespaced {
             let ns = object::meta_str(&obj, "namespace")
                 .unwrap_or("default")
@@ -265,13 +378,12 @@ impl Api {
         }
         let ns = object::meta_str(&obj, "namespace").map(str::to_string);
         let key = res.key(ns.as_deref(), &name);
-        if opts.dry_run {
+        if dry_run {
             let (existing, _) = self.store.get(&key).await.map_err(store_error)?;
             if existing.is_some() {
                 return Err(ApiError::already_exists(res, &name));
             }
-            let resp = json_response(StatusCode::CREATED, &obj);
-            return Ok(with_warnings(resp, &warnings));
+            return Ok(json_response(StatusCode::CREATED, &obj));
         }
         let rev = match self.store.put_if(&key, encode(&obj), 0).await {
             Ok(rev) => rev,
@@ -280,10 +392,7 @@ impl Api {
         };
         object::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
         tracing::debug!(resource = res.plural, name, rev, "created");
-        Ok(with_warnings(
-            json_response(StatusCode::CREATED, &obj),
-            &warnings,
-        ))
+        Ok(json_response(StatusCode::CREATED, &obj))
     }
 
     /// GET on an object.
@@ -374,8 +483,22 @@ impl Api {
         if wanted_rv.is_some_and(|rv| rv != old_rev) {
             return Err(ApiError::conflict(res, name));
         }
+        let owner = Ownership::Update {
+            opts,
+            subresource: subresource_of(scope),
+        };
         let saved = self
-            .write_update(res, ns, name, &mut obj, &old, old_rev, scope, opts.dry_run)
+            .write_update(
+                res,
+                ns,
+                name,
+                &mut obj,
+                &old,
+                old_rev,
+                scope,
+                opts.dry_run,
+                &owner,
+            )
             .await?;
         Ok(with_warnings(
             json_response(StatusCode::OK, &saved),
@@ -383,8 +506,9 @@ impl Api {
         ))
     }
 
-    /// Validates and stores `new` over `old` (read at `old_rev`); returns the stored object.
-    /// With `dry_run` nothing is stored and the validated object is returned.
+    /// Validates and stores `new` over `old` (read at `old_rev`), recording field ownership
+    /// as `owner` says; returns the stored object. With `dry_run` nothing is stored and the
+    /// validated object is returned.
     // The arguments are the update's identity, both versions and two orthogonal switches;
     // a struct would only be built to be taken apart again here.
     #[allow(clippy::too_many_arguments)]
@@ -398,11 +522,13 @@ impl Api {
         old_rev: i64,
         scope: UpdateScope,
         dry_run: bool,
+        owner: &Ownership<'_>,
     ) -> ApiResult<Value> {
         object::prepare_update(res, new, old, scope)?;
         crate::defaults::apply(res, new);
         crate::validation::validate(res, new)?;
         crate::validation::validate_update(res, new, old)?;
+        owner.record(res, scope, Some(old), new);
         if dry_run {
             return Ok(new.clone());
         }
@@ -424,8 +550,9 @@ impl Api {
         Ok(new.clone())
     }
 
-    /// PATCH on an object or its `status`: JSON patch or merge patch, applied to the current
-    /// object and stored with a revision check (retried on concurrent writes).
+    /// PATCH on an object or its `status`: JSON patch, merge patch or strategic merge patch
+    /// applied to the current object and stored with a revision check (retried on concurrent
+    /// writes), or a server-side apply.
     pub async fn patch(
         &self,
         res: &Resource,
@@ -437,6 +564,20 @@ impl Api {
         body: &[u8],
     ) -> ApiResult<Response> {
         let kind = content_type.split(';').next().unwrap_or("").trim();
+        if kind == crate::patch::APPLY_PATCH {
+            return self
+                .server_side_apply(res, ns, name, scope, opts, body)
+                .await;
+        }
+        if opts.force {
+            return Err(ApiError::unprocessable(
+                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+            ));
+        }
+        let owner = Ownership::Update {
+            opts,
+            subresource: subresource_of(scope),
+        };
         // Merge patches are partial objects, so their repeated keys have object paths.
         let object_shaped = matches!(
             kind,
@@ -458,7 +599,89 @@ impl Api {
                 return Err(ApiError::conflict(res, name));
             }
             match self
-                .write_update(res, ns, name, &mut new, &old, old_rev, scope, opts.dry_run)
+                .write_update(
+                    res,
+                    ns,
+                    name,
+                    &mut new,
+                    &old,
+                    old_rev,
+                    scope,
+                    opts.dry_run,
+                    &owner,
+                )
+                .await
+            {
+                Err(e) if e.reason == "Conflict" && attempt + 1 < MAX_RMW_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+                Ok(saved) => {
+                    let resp = json_response(StatusCode::OK, &saved);
+                    return Ok(with_warnings(resp, &warnings));
+                }
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// PATCH with `application/apply-patch+yaml`: merges the manager's configuration into
+    /// the object (creating it if absent), removes what the manager applied before and left
+    /// out, and answers 409 on fields another manager owns unless `force=true`.
+    async fn server_side_apply(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        scope: UpdateScope,
+        opts: &WriteOptions,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        if !opts.manager_given {
+            return Err(ApiError::unprocessable(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let mut config = managed::parse_config(body)?;
+        let warnings = check_fields(res, opts, &mut config, Some(body), Decoding::Object)?;
+        check_apply_identity(res, ns, name, &mut config)?;
+        let now = now();
+        let who = opts.actor(res, subresource_of(scope), &now);
+        let merge = |live: Option<&Value>| {
+            managed::apply(res, scope, live, &config, &who, opts.force)
+                .map_err(|c| managed::conflict_error(res, name, &c))
+        };
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let (live, rev) = match self.read(res, ns, name).await {
+                Ok(found) => found,
+                Err(e) if e.code == 404 && scope == UpdateScope::Main => {
+                    let obj = merge(None)?;
+                    let owner = Ownership::Applied(obj["metadata"].get("managedFields").cloned());
+                    match self.insert(res, ns, obj, opts.dry_run, &owner).await {
+                        Err(e) if e.reason == "AlreadyExists" && attempt + 1 < MAX_RMW_ATTEMPTS => {
+                            continue
+                        }
+                        Err(e) => return Err(e),
+                        Ok(resp) => return Ok(with_warnings(resp, &warnings)),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            if rv_of(&config)?.is_some_and(|rv| rv != rev) {
+                return Err(ApiError::conflict(res, name));
+            }
+            let mut merged = merge(Some(&live))?;
+            let owner = Ownership::Applied(merged["metadata"].get("managedFields").cloned());
+            match self
+                .write_update(
+                    res,
+                    ns,
+                    name,
+                    &mut merged,
+                    &live,
+                    rev,
+                    scope,
+                    opts.dry_run,
+                    &owner,
+                )
                 .await
             {
                 Err(e) if e.reason == "Conflict" && attempt + 1 < MAX_RMW_ATTEMPTS => continue,
@@ -597,6 +820,43 @@ impl Api {
     }
 }
 
+/// An applied configuration must name its type and may name only this object.
+fn check_apply_identity(
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    config: &mut Value,
+) -> ApiResult<()> {
+    for field in ["apiVersion", "kind"] {
+        if config[field].as_str().is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(format!(
+                "invalid object: {field} must be set in an apply patch"
+            )));
+        }
+    }
+    object::check_type(res, config)?;
+    let meta = object::metadata_mut(config);
+    match meta.get("name").and_then(Value::as_str) {
+        None | Some("") => {
+            meta.insert("name".into(), json!(name));
+        }
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+    }
+    match (meta.get("namespace").and_then(Value::as_str), ns) {
+        (Some(given), Some(url)) if !given.is_empty() && given != url => {
+            Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn finalizers(obj: &Value) -> Vec<Value> {
     obj["metadata"]["finalizers"]
         .as_array()
@@ -645,17 +905,30 @@ mod tests {
         // deletes; both must be honoured, or a "dry run" deletes for real.
         let q = Query::parse(Some("fieldValidation=Strict&dryRun=All"));
         assert_eq!(
-            WriteOptions::from_query(&q, "CreateOptions").unwrap(),
+            WriteOptions::from_query(&q, "CreateOptions", Some("kubectl/v1.32")).unwrap(),
             WriteOptions {
                 validation: FieldValidation::Strict,
-                dry_run: true
+                dry_run: true,
+                manager: "kubectl".into(),
+                manager_given: false,
+                force: false,
             }
         );
         assert_eq!(
-            WriteOptions::from_query(&Query::parse(None), "CreateOptions").unwrap(),
-            WriteOptions::default()
+            WriteOptions::from_query(
+                &Query::parse(Some("fieldManager=me&force=true")),
+                "PatchOptions",
+                None
+            )
+            .unwrap(),
+            WriteOptions {
+                manager: "me".into(),
+                manager_given: true,
+                force: true,
+                ..WriteOptions::default()
+            }
         );
-        let e = WriteOptions::from_query(&Query::parse(Some("dryRun=Some")), "PatchOptions")
+        let e = WriteOptions::from_query(&Query::parse(Some("dryRun=Some")), "PatchOptions", None)
             .unwrap_err();
         assert_eq!(e.code, 422);
         assert!(

@@ -6,7 +6,9 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::rest::Ownership;
 use super::Api;
+use super::ResourceRequest;
 use crate::object::{meta_str, UpdateScope};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -44,10 +46,15 @@ pub async fn serve(
     res: &Resource,
     ns: Option<&str>,
     name: &str,
-    method: Method,
-    content_type: &str,
-    body: &[u8],
+    r: &ResourceRequest<'_>,
 ) -> ApiResult<Response> {
+    let (method, content_type, body) = (r.method.clone(), r.content_type, r.body);
+    let opts = r.options("UpdateOptions")?;
+    let opts = &opts;
+    let owner = Ownership::Update {
+        opts,
+        subresource: Some("scale"),
+    };
     for _ in 0..5 {
         let (parent, rev) = api.read(res, ns, name).await?;
         let current = scale_of(&parent);
@@ -98,7 +105,8 @@ pub async fn serve(
                 &parent,
                 rev,
                 UpdateScope::Main,
-                false,
+                opts.dry_run,
+                &owner,
             )
             .await
         {
