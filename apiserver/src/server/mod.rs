@@ -246,15 +246,30 @@ async fn handle(api: &Arc<Api>, req: Request) -> ApiResult<Response> {
     }
 }
 
+/// Bodies past the limit are still read (and dropped) up to this size, so the client gets
+/// its 413 instead of a connection reset in the middle of its write.
+const DRAIN_BODY_BYTES: usize = 4 * MAX_BODY_BYTES;
+
 async fn read_body(body: Body) -> ApiResult<Vec<u8>> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| {
-            ApiError::too_large(format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes"
-            ))
-        })
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        seen += chunk.len();
+        if seen <= MAX_BODY_BYTES {
+            out.extend_from_slice(&chunk);
+        } else if seen > DRAIN_BODY_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(out)
 }
 
 /// A request on a resource path, after routing.

@@ -56,6 +56,55 @@ pub struct Procs {
     children: Vec<(String, Child)>,
     /// Logs and data of every process.
     pub dir: tempfile::TempDir,
+    /// Client URLs of the store members `s0`, `s1`, `s2`.
+    pub stores: Vec<String>,
+}
+
+impl Procs {
+    /// SIGKILLs the process named `name` (`s0`..`s2`, `api0`, `api1`) and reaps it.
+    pub fn kill(&mut self, name: &str) {
+        let (_, child) = self
+            .children
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no process named {name}"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The name (`s0`..`s2`) of the store member that is leader now, from etcdctl's
+    /// `endpoint status`.
+    pub fn store_leader(&self) -> String {
+        // etcdctl 3.4 sends an endpoint given with a scheme as the HTTP/2 :authority of
+        // `endpoint status`, which the store's HTTP/2 server refuses (docs/compatibility.md);
+        // host:port endpoints work.
+        let bare: Vec<&str> = self
+            .stores
+            .iter()
+            .map(|u| u.trim_start_matches("http://"))
+            .collect();
+        let out = Command::new("etcdctl")
+            .args([
+                "--endpoints",
+                &bare.join(","),
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {out:?}"));
+        for s in status.as_array().unwrap() {
+            if s["Status"]["header"]["member_id"] == s["Status"]["leader"] {
+                let endpoint = s["Endpoint"].as_str().unwrap();
+                let i = bare.iter().position(|u| *u == endpoint).unwrap();
+                return format!("s{i}");
+            }
+        }
+        panic!("no store member reports itself leader: {status}");
+    }
 }
 
 impl Drop for Procs {
@@ -93,6 +142,7 @@ pub fn start() -> (Procs, Vec<String>) {
     let mut procs = Procs {
         children: Vec::new(),
         dir: tempfile::tempdir().unwrap(),
+        stores: Vec::new(),
     };
     let store = workspace_bin("skiff-store");
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
@@ -125,11 +175,11 @@ pub fn start() -> (Procs, Vec<String>) {
         .collect();
         spawn(&mut procs, &format!("s{i}"), &store, &args);
     }
-    let etcd = ports
+    procs.stores = ports
         .iter()
         .map(|(c, _)| format!("http://127.0.0.1:{c}"))
-        .collect::<Vec<_>>()
-        .join(",");
+        .collect();
+    let etcd = procs.stores.join(",");
     let api = workspace_bin("skiff-apiserver");
     let mut urls = Vec::new();
     for i in 0..2 {
