@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  server/        HTTP: routing, discovery, REST verbs, watch streams   (I/O)
+//!  bench.rs       skiff-apiserver-bench: creates, lists, watch delays    (I/O)
 //!  store.rs       etcd v3 calls: Range, Txn on mod_revision, Watch       (I/O)
 //!  object.rs      metadata rules on create/update                        (pure)
 //!  defaults.rs    defaulting of built-in types                           (pure)
@@ -22,6 +23,7 @@
 //! The apiserver is stateless: every replica reads and writes the store, and objects carry
 //! the store's `mod_revision` as their `resourceVersion`, so several replicas behave as one.
 
+pub mod bench;
 pub mod defaults;
 pub mod fields;
 pub mod managed;

@@ -173,6 +173,24 @@ fn kubectl_end_to_end() {
         .is_empty());
     assert!(k.ok(&["get", "cm", "-A"]).contains("shop"));
 
+    // describe reads the object, then lists what relates to it (replica sets, events).
+    let out = k.ok(&["describe", "deploy", "web", "-n", "shop"]);
+    for want in [
+        "Name:                   web",
+        "Namespace:              shop",
+        "Selector:               app=web",
+        "StrategyType:           RollingUpdate",
+        "Image:         nginx:1.26",
+    ] {
+        assert!(out.contains(want), "describe deploy lacks {want:?}:\n{out}");
+    }
+    let out = k.ok(&["describe", "cm", "cfg", "-n", "shop"]);
+    assert!(out.contains("Name:         cfg") && out.contains("Data\n===="), "{out}");
+    let versions = k.ok(&["api-versions"]);
+    for v in ["v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1"] {
+        assert!(versions.lines().any(|l| l == v), "api-versions lacks {v}: {versions}");
+    }
+
     // label, annotate, the three client patch types, scale.
     k.ok(&["label", "cm", "cfg", "-n", "shop", "tier=front"]);
     k.ok(&["annotate", "cm", "cfg", "-n", "shop", "note=hi"]);
