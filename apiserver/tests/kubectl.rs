@@ -185,10 +185,16 @@ fn kubectl_end_to_end() {
         assert!(out.contains(want), "describe deploy lacks {want:?}:\n{out}");
     }
     let out = k.ok(&["describe", "cm", "cfg", "-n", "shop"]);
-    assert!(out.contains("Name:         cfg") && out.contains("Data\n===="), "{out}");
+    assert!(
+        out.contains("Name:         cfg") && out.contains("Data\n===="),
+        "{out}"
+    );
     let versions = k.ok(&["api-versions"]);
     for v in ["v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1"] {
-        assert!(versions.lines().any(|l| l == v), "api-versions lacks {v}: {versions}");
+        assert!(
+            versions.lines().any(|l| l == v),
+            "api-versions lacks {v}: {versions}"
+        );
     }
 
     // label, annotate, the three client patch types, scale.

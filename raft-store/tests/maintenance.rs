@@ -115,7 +115,10 @@ fn hashkv_equal_on_all_members() {
     ok(etcdctl(&eps, &["del", "k3"]));
     ok(etcdctl(&eps, &["compaction", "10"]));
     let hashes = wait_for(Duration::from_secs(10), "equal hashes", || {
-        let out = ok(etcdctl(&c.endpoint(0), &["endpoint", "hashkv", "--cluster"]));
+        let out = ok(etcdctl(
+            &c.endpoint(0),
+            &["endpoint", "hashkv", "--cluster"],
+        ));
         let hashes: Vec<String> = out
             .lines()
             .map(|l| l.rsplit(", ").next().unwrap().to_string())
@@ -143,11 +146,18 @@ fn endpoint_status_and_health_with_url_endpoints() {
     let status = status.as_array().unwrap();
     assert_eq!(status.len(), 3, "{status:?}");
     let leaders: Vec<&serde_json::Value> = status.iter().map(|s| &s["Status"]["leader"]).collect();
-    assert!(leaders.iter().all(|l| *l == leaders[0]), "one leader: {status:?}");
+    assert!(
+        leaders.iter().all(|l| *l == leaders[0]),
+        "one leader: {status:?}"
+    );
     let health = etcdctl(&urls, &["endpoint", "health"]);
-    let text = String::from_utf8_lossy(&health.stderr).to_string() + &String::from_utf8_lossy(&health.stdout);
+    let text = String::from_utf8_lossy(&health.stderr).to_string()
+        + &String::from_utf8_lossy(&health.stdout);
     assert!(health.status.success(), "{text}");
     assert_eq!(text.matches("is healthy").count(), 3, "{text}");
-    let cluster = ok(etcdctl(&c.endpoint(1), &["endpoint", "status", "--cluster"]));
+    let cluster = ok(etcdctl(
+        &c.endpoint(1),
+        &["endpoint", "status", "--cluster"],
+    ));
     assert_eq!(cluster.lines().count(), 3, "{cluster}");
 }
