@@ -5,11 +5,18 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, Txn, TxnOp,
+    TxnOpResponse, WatchClient, WatchOptions,
 };
 use futures::{Stream, StreamExt};
 
+/// Keys per Range when a whole collection is read: lists and the watch cache's initial list
+/// are read in pages at one revision, as Kubernetes' reflector and storage do, so no single
+/// response grows with the collection.
+const LIST_PAGE: i64 = 500;
+/// Largest store response accepted (the etcd-client default is 4 MiB; one page of large
+/// objects, or one watch response, may be bigger).
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// How long one store call may take before the apiserver answers 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of a call whose connection could not be made (another member is tried).
@@ -78,7 +85,8 @@ pub enum Change {
 /// A cloneable handle on the store.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    kv: KvClient,
+    watcher: WatchClient,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -158,13 +166,20 @@ impl Store {
         let client = Client::connect(endpoints, Some(opts))
             .await
             .map_err(unavailable)?;
-        Ok(Store { client })
+        Ok(Store {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            watcher: client
+                .watch_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+        })
     }
 
     /// The object at `key`, if any, and the store revision of the read.
     pub async fn get(&self, key: &str) -> Result<(Option<Item>, i64), StoreError> {
         let r = call(|| {
-            let mut c = self.client.clone();
+            let mut c = self.kv.clone();
             async move { c.get(key, None).await }
         })
         .await?;
@@ -173,7 +188,8 @@ impl Store {
     }
 
     /// Up to `limit` objects (0 = all) under `prefix`, from `start` (a key under the prefix,
-    /// inclusive) on, as of `revision` (0 = now).
+    /// inclusive) on, as of `revision` (0 = now). A whole collection is read in pages of
+    /// [`LIST_PAGE`] keys, all at the first page's revision.
     pub async fn list(
         &self,
         prefix: &str,
@@ -181,8 +197,33 @@ impl Store {
         limit: i64,
         revision: i64,
     ) -> Result<Page, StoreError> {
-        let c = self.client.clone();
-        let from = start.unwrap_or(prefix);
+        if limit > 0 {
+            return self
+                .range(prefix, start.unwrap_or(prefix), limit, revision)
+                .await;
+        }
+        let mut page = self
+            .range(prefix, start.unwrap_or(prefix), LIST_PAGE, revision)
+            .await?;
+        while page.more {
+            let Some(last) = page.items.last() else { break };
+            let next = format!("{}\0", last.key);
+            let more = self.range(prefix, &next, LIST_PAGE, page.revision).await?;
+            page.items.extend(more.items);
+            page.more = more.more;
+        }
+        Ok(page)
+    }
+
+    /// One Range of up to `limit` keys under `prefix` from `from` on.
+    async fn range(
+        &self,
+        prefix: &str,
+        from: &str,
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page, StoreError> {
+        let c = self.kv.clone();
         let opts = GetOptions::new()
             .with_range(prefix_end(prefix))
             .with_limit(limit)
@@ -212,7 +253,7 @@ impl Store {
         value: Vec<u8>,
         expected: i64,
     ) -> Result<i64, StoreError> {
-        let c = self.client.clone();
+        let c = self.kv.clone();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::put(key, value, None)]);
@@ -230,7 +271,7 @@ impl Store {
 
     /// Deletes `key` if its mod_revision is `expected`. Returns the deletion revision.
     pub async fn delete_if(&self, key: &str, expected: i64) -> Result<i64, StoreError> {
-        let c = self.client.clone();
+        let c = self.kv.clone();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::delete(key, None)]);
@@ -255,7 +296,7 @@ impl Store {
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, StoreError> {
-        let c = self.client.clone();
+        let c = self.kv.clone();
         let r = call(|| {
             let mut c = c.clone();
             async move {
@@ -273,7 +314,7 @@ impl Store {
         prefix: &str,
         from: i64,
     ) -> Result<impl Stream<Item = Result<Change, StoreError>> + Send + use<>, StoreError> {
-        let c = self.client.clone();
+        let c = self.watcher.clone();
         let opts = WatchOptions::new()
             .with_range(prefix_end(prefix))
             .with_start_revision(from)
