@@ -16,9 +16,10 @@ use rocksdb::{
 };
 
 use crate::error::StorageError;
+use crate::index::KeyIndex;
 use crate::layout;
 use crate::record::{self, HistoryRecord, Kind};
-use crate::view::{Entry, KeyRange, Rev, StateView, Step};
+use crate::view::{Entry, KeyMeta, KeyRange, Rev, StateView, Step};
 use crate::write::Effects;
 use crate::MvccOptions;
 
@@ -150,13 +151,26 @@ impl Engine {
         self.compact.store(compact, Ordering::Release);
     }
 
-    /// A view of the latest committed state (for the single writer).
-    pub fn latest_view(&self) -> DbView<'_> {
+    /// A view of the latest committed state (for the single writer), answering key meta
+    /// from `index` (which must describe the same state).
+    pub fn latest_view<'a>(&'a self, index: &'a KeyIndex) -> DbView<'a> {
         DbView {
             db: &self.db,
             snapshot: None,
             revision: self.revision(),
             compact: self.compact_revision(),
+            index: Some(index),
+        }
+    }
+
+    /// A view of the latest committed state without a key index (to build one).
+    pub fn latest_view_unindexed(&self) -> DbView<'_> {
+        DbView {
+            db: &self.db,
+            snapshot: None,
+            revision: self.revision(),
+            compact: self.compact_revision(),
+            index: None,
         }
     }
 
@@ -249,6 +263,8 @@ pub struct DbView<'a> {
     snapshot: Option<&'a Snapshot<'a>>,
     revision: i64,
     compact: i64,
+    /// The writer's key index (latest state only); readers at a snapshot have none.
+    index: Option<&'a KeyIndex>,
 }
 
 impl<'a> DbView<'a> {
@@ -264,6 +280,7 @@ impl<'a> DbView<'a> {
             snapshot: Some(snapshot),
             revision,
             compact,
+            index: None,
         }
     }
 
@@ -453,6 +470,14 @@ impl StateView for DbView<'_> {
             revision: self.revision,
         };
         entry.load().map(Some)
+    }
+
+    /// From the key index when the view has one: no RocksDB read.
+    fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>, StorageError> {
+        match self.index {
+            Some(index) => Ok(index.get(key)),
+            None => Ok(self.get(key)?.as_ref().map(KeyMeta::of)),
+        }
     }
 
     fn lease_ttl(&self, id: i64) -> Result<Option<i64>, StorageError> {
