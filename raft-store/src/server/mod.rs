@@ -181,6 +181,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         },
     )
     .context("failed to open the write-ahead log")?;
+    let metrics = metrics::Metrics::new();
+    let log = log.with_append_timer(metrics.pipeline.wal_append.clone());
     let lessor = Arc::new(Lessor::default());
     lessor.reset(
         mvcc.leases().context("failed to read leases")?,
@@ -202,7 +204,10 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         member_id: cfg.member_id,
         removed: removed.clone(),
     });
-    let sm = StateMachine::new(mvcc.clone(), observer);
+    let sm = StateMachine::new(mvcc.clone(), observer).with_apply_timers(
+        metrics.pipeline.apply.clone(),
+        metrics.pipeline.apply_commands.clone(),
+    );
     let peers = Peers::default();
     let raft = Raft::new(
         cfg.member_id,
@@ -218,6 +223,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         peers.clone(),
         cfg.member_id,
         cfg.election_timeout,
+        metrics.pipeline.clone(),
     );
     let reads = ReadBarrier::start(
         raft.clone(),
@@ -226,7 +232,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         cfg.unsafe_local_reads,
     );
     let node = Arc::new(Node {
-        metrics: metrics::Metrics::new(),
+        metrics,
         cfg,
         raft,
         mvcc,

@@ -17,13 +17,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::errors;
+use super::metrics::PipelineTimers;
 use crate::raft::network::{PeerMethod, Peers};
 use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft, RaftRequest};
 
@@ -57,6 +58,7 @@ impl From<ApiError> for ProposeError {
 struct Pending {
     cmd: Command,
     reply: oneshot::Sender<Result<CommandResult, ProposeError>>,
+    queued: Instant,
 }
 
 /// Proposes commands to Raft from any member.
@@ -90,9 +92,16 @@ pub enum LeaderRef {
 
 impl Proposer {
     /// Starts the batch task. `election_timeout` bounds how long a request waits for a leader.
-    pub fn start(raft: Raft, peers: Peers, member_id: u64, election_timeout: Duration) -> Proposer {
+    /// `timers` observes the queue wait and each batch's Raft write.
+    pub fn start(
+        raft: Raft,
+        peers: Peers,
+        member_id: u64,
+        election_timeout: Duration,
+        timers: PipelineTimers,
+    ) -> Proposer {
         let (tx, rx) = mpsc::channel(MAX_QUEUED_COMMANDS);
-        tokio::spawn(batch_loop(raft.clone(), rx));
+        tokio::spawn(batch_loop(raft.clone(), rx, timers));
         Proposer {
             raft,
             peers,
@@ -215,7 +224,11 @@ impl Proposer {
         }
         let (tx, rx) = oneshot::channel();
         self.queue
-            .send(Pending { cmd, reply: tx })
+            .send(Pending {
+                cmd,
+                reply: tx,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| ProposeError::Api(errors::internal("proposer stopped")))?;
         // A leader that loses its leadership may never hear how an appended entry ended;
@@ -231,7 +244,7 @@ impl Proposer {
 }
 
 /// Packs queued commands into Raft entries, at most `MAX_INFLIGHT_BATCHES` at a time.
-async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, timers: PipelineTimers) {
     let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -250,9 +263,17 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        let now = Instant::now();
+        for p in &batch {
+            timers
+                .queue_wait
+                .observe(now.duration_since(p.queued).as_secs_f64());
+        }
         let raft = raft.clone();
+        let raft_write = timers.raft_write.clone();
         tokio::spawn(async move {
             write_batch(&raft, batch).await;
+            raft_write.observe(now.elapsed().as_secs_f64());
             drop(permit);
         });
     }
