@@ -33,8 +33,9 @@ use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft, RaftReques
 const MAX_QUEUED_COMMANDS: usize = 65_536;
 /// Commands in one Raft entry.
 const MAX_BATCH_COMMANDS: usize = 4_096;
-/// Encoded bytes in one Raft entry (keeps entries well below the peer message limit).
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Encoded bytes in one Raft entry: at most one AppendEntries payload
+/// (`network::MAX_APPEND_BYTES`), so replication never has to send more in one RPC.
+const MAX_BATCH_BYTES: usize = crate::raft::network::MAX_APPEND_BYTES as usize;
 /// Raft entries being appended/replicated at once.
 const MAX_INFLIGHT_BATCHES: usize = 4;
 /// Attempts to find a leader that accepts the command.
