@@ -9,10 +9,12 @@
 //!
 //! ```text
 //!  write_group() ─► apply(op1, meta) ─► decide over Layered(committed, overlay) ─► Effects
-//!                       │                                  ├─► batch (history, index, keys)
+//!                       │                                  ├─► history + index entries
 //!                       │                                  └─► overlay (read by op2, op3...)
 //!                   apply(op2, meta) ...
-//!  commit() ─► one WriteBatch: data + the newest value of each meta key ─► key index update
+//!  commit() ─► one WriteBatch in key order: history, index, the final state of each key,
+//!              attachments, leases, revision (once), the newest value of each meta key
+//!              ─► key index update
 //! ```
 //!
 //! Readers see nothing of a group before [`WriteGroup::commit`]; then all of it at once.
@@ -44,7 +46,8 @@ pub struct WriteGroup<'m> {
     store: &'m Mvcc,
     index: MutexGuard<'m, KeyIndex>,
     engine: Arc<Engine>,
-    batch: WriteBatch,
+    /// History and index entries of the requests so far (the rest is in `overlay`).
+    entries: Vec<engine::BatchEntry>,
     overlay: Overlay,
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Whether the batch holds anything (data or meta) to commit.
@@ -83,7 +86,7 @@ impl<'m> WriteGroup<'m> {
             store,
             index,
             engine,
-            batch: WriteBatch::default(),
+            entries: Vec::new(),
             overlay,
             meta: BTreeMap::new(),
             dirty: false,
@@ -113,7 +116,7 @@ impl<'m> WriteGroup<'m> {
         };
         let events = match outcome.effects {
             Some(fx) => {
-                engine::encode_effects(&fx, &mut self.batch);
+                engine::encode_changes(&fx, &mut self.entries);
                 self.dirty = true;
                 self.overlay.absorb(fx)
             }
@@ -151,10 +154,12 @@ impl<'m> WriteGroup<'m> {
         if !self.dirty {
             return Ok(());
         }
-        let mut batch = std::mem::take(&mut self.batch);
+        let mut entries = std::mem::take(&mut self.entries);
+        engine::encode_overlay(&self.overlay, self.engine.revision(), &mut entries);
         for (key, value) in std::mem::take(&mut self.meta) {
-            batch.put(layout::user_meta_key(&key), value);
+            entries.push((layout::user_meta_key(&key), Some(value)));
         }
+        let batch = engine::sorted_batch(entries);
         let compact = self.engine.compact_revision();
         self.store
             .commit(&self.engine, batch, self.overlay.revision, compact)?;
