@@ -75,7 +75,8 @@ pub struct StateMachine {
     current: Arc<Mutex<Option<StoredSnapshot>>>,
     /// Whether a NOSPACE alarm is raised: cached from the alarm set (read at start and after
     /// a snapshot install, updated by every applied `Alarm`) so a put does not read it.
-    nospace: AtomicBool,
+    /// Shared with the request handlers ([`StateMachine::nospace_flag`]).
+    nospace: Arc<AtomicBool>,
     /// Observes each `apply` call's time and command count (metrics), if set.
     timers: Option<(prometheus::Histogram, prometheus::Histogram)>,
 }
@@ -147,7 +148,7 @@ fn adds_data(cmd: &Command) -> bool {
 impl StateMachine {
     /// Wraps the MVCC store; `observer` hears about applied changes.
     pub fn new(mvcc: Arc<Mvcc>, observer: Arc<dyn ApplyObserver>) -> Self {
-        let nospace = AtomicBool::new(has_nospace(&mvcc));
+        let nospace = Arc::new(AtomicBool::new(has_nospace(&mvcc)));
         StateMachine {
             mvcc,
             observer,
@@ -155,6 +156,12 @@ impl StateMachine {
             nospace,
             timers: None,
         }
+    }
+
+    /// Whether a NOSPACE alarm is raised in the applied state, kept current by this state
+    /// machine: the handlers' quota check reads it instead of the alarm set.
+    pub fn nospace_flag(&self) -> Arc<AtomicBool> {
+        self.nospace.clone()
     }
 
     /// Observes every `apply` call's duration (seconds) and number of commands.

@@ -73,6 +73,8 @@ pub struct Node {
     pub watch_hub: Arc<WatchHub>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// Whether a NOSPACE alarm is raised (kept current by the state machine).
+    pub nospace: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Node {
@@ -208,6 +210,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         metrics.pipeline.apply.clone(),
         metrics.pipeline.apply_commands.clone(),
     );
+    let nospace = sm.nospace_flag();
     let peers = Peers::default();
     let raft = Raft::new(
         cfg.member_id,
@@ -241,6 +244,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         reads,
         lessor,
         watch_hub,
+        nospace,
     });
     peer::serve(node.clone()).await?;
     bootstrap(&node, ident.bootstrap.as_deref()).await?;
@@ -448,7 +452,7 @@ impl Node {
     /// `maintenance::quota_watch`, which raises it).
     pub fn check_quota(&self) -> Result<(), ApiError> {
         if self.mvcc.db_size_bytes().unwrap_or(0) > self.cfg.quota_backend_bytes
-            || maintenance::nospace_raised(&self.mvcc)
+            || self.nospace.load(std::sync::atomic::Ordering::Acquire)
         {
             return Err(errors::no_space());
         }
