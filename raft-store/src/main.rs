@@ -5,6 +5,13 @@ use clap::Parser;
 use skiff_store::config::{Config, Flags};
 use skiff_store::restore::{restore, RestoreFlags};
 
+/// mimalloc instead of glibc malloc for Rust allocations: the write path allocates and frees
+/// many small buffers per request across threads (protobuf messages, batch entries), where
+/// glibc's `_int_malloc`/`_int_free` took about a tenth of the leader's CPU. (RocksDB's own
+/// allocations still use glibc.)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -126,7 +126,7 @@ fn one_batch(
     mut job: Job,
     batch_entries: usize,
 ) -> Result<(WriteBatch, Option<Rev>), StorageError> {
-    let view = engine.latest_view();
+    let view = engine.latest_view_unindexed();
     let lo = layout::history_key(job.cursor);
     let hi = layout::history_key(Rev {
         main: job.target + 1,

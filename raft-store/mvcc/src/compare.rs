@@ -39,6 +39,13 @@ pub fn all_hold(view: &dyn StateView, compares: &[PbCompare]) -> Result<bool, St
 
 /// Whether one compare holds in `view`'s current state.
 pub fn holds(view: &dyn StateView, c: &PbCompare) -> Result<bool, StorageError> {
+    if c.range_end.is_empty() && c.target != PbCompareTarget::Value as i32 {
+        // One key, no value needed: the key's meta answers (from the key index, if any).
+        return Ok(match view.key_meta(&c.key)? {
+            Some(meta) => compare_kv(c, &meta.to_kv(&c.key)),
+            None => compare_kv(c, &PbKeyValue::default()),
+        });
+    }
     let range = KeyRange::from_request(&c.key, &c.range_end);
     let mut seen_any = false;
     let mut all_pass = true;

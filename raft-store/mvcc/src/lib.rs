@@ -19,11 +19,16 @@
 //! meta (revision, compact revision, pending compaction); `u` the caller's meta. The live
 //! RocksDB directory is `db` or `db.<n>` after snapshot installs, named by `CURRENT_DB`.
 //!
+//! Writers: [`Mvcc::apply`] applies one op; [`Mvcc::write_group`] applies many in order and
+//! commits them in one write batch (what the Raft state machine does per log entry).
+//!
 //! Module map:
 //!
 //! | module      | role                                                           | I/O |
 //! |-------------|----------------------------------------------------------------|-----|
 //! | `store`     | [`Mvcc`]: locking, apply/commit, snapshot install and swap       | yes |
+//! | `group`     | [`WriteGroup`]: several ops decided in order, one write batch    | yes |
+//! | `index`     | in-memory key index (key → create/mod revision, version, lease)  | no* |
 //! | `engine`    | RocksDB directory, `DbView` (the RocksDB `StateView`), batches | yes |
 //! | `dirs`      | live-directory pointer, crash-safe switch after an install       | yes |
 //! | `compact`   | logical + resumable physical compaction                          | yes |
@@ -37,6 +42,10 @@
 //! | `record`    | value encodings, checked on read                                 | no  |
 //! | `snapshot`  | snapshot stream format                                           | no  |
 //! | `types`, `error` | public types and errors                                     | no  |
+//!
+//! (*) `index` is built by scanning RocksDB at open and snapshot install; the writer then
+//! keeps it in step with every commit, so put/delete/txn never read RocksDB for a key's
+//! previous version.
 //!
 //! ```text
 //!            apply(op, meta)                      range / events / hash_kv
@@ -52,7 +61,9 @@ mod compare;
 mod dirs;
 mod engine;
 mod error;
+mod group;
 mod history;
+mod index;
 mod layout;
 #[cfg(test)]
 mod memview;
@@ -67,6 +78,7 @@ mod write;
 pub use apply::MAX_LEASE_TTL_SECS;
 pub use compare::{COMPARE_EQUAL, COMPARE_GREATER, COMPARE_LESS, COMPARE_NOT_EQUAL};
 pub use error::{EtcdError, GrpcCode, ReadError, SnapshotError, StorageError};
+pub use group::WriteGroup;
 pub use history::HashKv;
 pub use range::{
     SORT_ORDER_ASCEND, SORT_ORDER_DESCEND, SORT_ORDER_NONE, SORT_TARGET_CREATE, SORT_TARGET_KEY,

@@ -2,8 +2,10 @@
 //! consistent RocksDB snapshot, and swaps in installed snapshots.
 //!
 //! Locking:
-//! - `writer` (mutex) serializes `apply`, `flush` and `install_snapshot`. The Raft state
-//!   machine is the only writer anyway; the mutex makes misuse safe rather than racy.
+//! - `writer` (mutex) serializes `apply`, write groups, `flush` and `install_snapshot`, and
+//!   holds the key index (`index.rs`) of the live engine's latest state, which only the
+//!   writer reads. The Raft state machine is the only writer anyway; the mutex makes misuse
+//!   safe rather than racy.
 //! - `engine` (rwlock around `Arc<Engine>`) is read-locked by readers only while they clone
 //!   the `Arc`, take a RocksDB snapshot and read the cached revisions, and write-locked by the
 //!   writer only around "commit batch + update cached revisions" and the swap of an installed
@@ -11,7 +13,7 @@
 //!   for a long operation.
 //!
 //! ```text
-//! apply(op, meta) ─► WriteTxn over latest state ─► Effects ─► WriteBatch (+ meta)
+//! apply(op, meta) ─► WriteGroup: WriteTxn over latest state + key index ─► Effects ─► WriteBatch (+ meta)
 //!                                                      └─► commit under engine write lock
 //! range()/events()/hash_kv() ─► Arc<Engine> + RocksDB snapshot ─► DbView ─► pure logic
 //! ```
@@ -28,27 +30,29 @@ use crate::compact;
 use crate::dirs;
 use crate::engine::{self, DbView, Engine};
 use crate::error::{EtcdError, ReadError, SnapshotError, StorageError};
+use crate::group::WriteGroup;
 use crate::history::{self, HashKv};
+use crate::index::KeyIndex;
 use crate::layout;
 use crate::range;
 use crate::snapshot;
 use crate::types::{Applied, LeaseInfo, MvccOptions, SnapshotInfo, WriteOp, WriteResponse};
 use crate::view::StateView;
-use crate::write::{Effects, WriteTxn};
+use crate::write::{Effects, WriteTxn, EVENT_PUT};
 
 /// The etcd-style multi-version key-value store. `Send + Sync`; share it with `Arc`.
 pub struct Mvcc {
     dir: PathBuf,
     opts: MvccOptions,
     engine: RwLock<Arc<Engine>>,
-    writer: Mutex<()>,
+    /// The writer lock, guarding the key index of the live engine's latest state.
+    writer: Mutex<KeyIndex>,
 }
 
 /// The decided outcome of an op before it is committed.
-struct Outcome {
-    result: Result<WriteResponse, EtcdError>,
-    effects: Option<Effects>,
-    compaction: Option<compact::Job>,
+pub(crate) struct Outcome {
+    pub(crate) result: Result<WriteResponse, EtcdError>,
+    pub(crate) effects: Option<Effects>,
 }
 
 impl Mvcc {
@@ -63,21 +67,30 @@ impl Mvcc {
         dirs::remove_stale(dir, &live)?;
         let engine = Engine::open(&dir.join(&live), &opts)?;
         finish_pending_compaction(&engine, &opts)?;
+        let index = KeyIndex::build(&engine.latest_view_unindexed())?;
         Ok(Mvcc {
             dir: dir.to_path_buf(),
             opts,
             engine: RwLock::new(Arc::new(engine)),
-            writer: Mutex::new(()),
+            writer: Mutex::new(index),
         })
     }
 
-    fn current_engine(&self) -> Arc<Engine> {
+    pub(crate) fn current_engine(&self) -> Arc<Engine> {
         // Poisoning cannot leave an `Arc` half-written, so a poisoned lock is still usable.
         Arc::clone(&self.engine.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_writer(&self) -> MutexGuard<'_, KeyIndex> {
+        // A writer that panicked may have committed a batch without updating the index;
+        // a poisoned lock is fatal rather than a source of wrong versions.
+        self.writer
+            .lock()
+            .expect("a writer panicked; the key index may be stale: restart")
+    }
+
+    pub(crate) fn compaction_batch_entries(&self) -> usize {
+        self.opts.compaction_batch_entries
     }
 
     /// Runs `f` on a consistent point-in-time view (RocksDB snapshot + matching revisions).
@@ -183,37 +196,47 @@ impl Mvcc {
     /// A rejected op (`Applied::result` is an `EtcdError`) changes no data but still writes
     /// `meta`, so the caller's applied marker advances. A Compact also removes the compacted
     /// history before returning, in further bounded batches that resume after a crash.
+    /// Put events carry no `prev_kv` (see [`Mvcc::fill_prev_kvs`]); delete events do.
     /// `StorageError` is fatal: the batch may or may not be committed; restart and replay.
     pub fn apply(&self, op: WriteOp<'_>, meta: &[(&[u8], &[u8])]) -> Result<Applied, StorageError> {
-        let _writer = self.lock_writer();
-        let engine = self.current_engine();
-        let outcome = decide(&engine, op)?;
-        let mut batch = WriteBatch::default();
-        for (key, value) in meta {
-            batch.put(layout::user_meta_key(key), value);
-        }
-        let (mut revision, mut compact) = (engine.revision(), engine.compact_revision());
-        if let Some(fx) = &outcome.effects {
-            engine::encode_effects(fx, &mut batch);
-            revision = fx.revision();
-        }
-        if let Some(job) = outcome.compaction {
-            compact::start(job.target, &mut batch);
-            compact = job.target;
-        }
-        self.commit(&engine, batch, revision, compact)?;
-        if let Some(job) = outcome.compaction {
-            compact::run(&engine, job, self.opts.compaction_batch_entries)?;
-        }
-        Ok(Applied {
-            result: outcome.result,
-            events: outcome.effects.map(|fx| fx.events()).unwrap_or_default(),
-            revision,
+        let mut group = self.write_group();
+        let applied = group.apply(op, meta)?;
+        group.commit()?;
+        Ok(applied)
+    }
+
+    /// Starts a group of ops committed together (see [`WriteGroup`]); holds the writer lock
+    /// until it is committed or dropped.
+    pub fn write_group(&self) -> WriteGroup<'_> {
+        WriteGroup::new(self, self.lock_writer())
+    }
+
+    /// Fills the `prev_kv` of put events that lack it (as [`Mvcc::apply`] returns them)
+    /// with the key at `mod_revision - 1`, as etcd's watch does: none for a put that created
+    /// the key, or when that revision is compacted. Events must be of applied revisions.
+    pub fn fill_prev_kvs(&self, events: &mut [PbEvent]) -> Result<(), StorageError> {
+        self.read(|view| {
+            for event in events.iter_mut().filter(|e| e.prev_kv.is_none()) {
+                let Some(kv) = &event.kv else { continue };
+                let created = event.r#type == EVENT_PUT && kv.create_revision == kv.mod_revision;
+                let before = kv.mod_revision - 1;
+                if created || before < view.compact_revision() {
+                    continue;
+                }
+                assert!(
+                    kv.mod_revision <= view.revision(),
+                    "event at revision {} after the store's {}",
+                    kv.mod_revision,
+                    view.revision()
+                );
+                event.prev_kv = view.kv_at(&kv.key, before)?;
+            }
+            Ok(())
         })
     }
 
     /// Commits a batch and publishes the new revisions atomically for readers.
-    fn commit(
+    pub(crate) fn commit(
         &self,
         engine: &Engine,
         batch: WriteBatch,
@@ -297,7 +320,7 @@ impl Mvcc {
     /// database; new reads see the new one. On any error the live state is untouched.
     pub fn install_snapshot(&self, input: &mut dyn Read) -> Result<(), SnapshotError> {
         let mut reader = snapshot::Reader::new(input)?;
-        let _writer = self.lock_writer();
+        let mut index = self.lock_writer();
         let live_path = self.current_engine().path().to_path_buf();
         let live_name = live_path
             .file_name()
@@ -306,10 +329,16 @@ impl Mvcc {
             .to_string();
         let new_path = dirs::prepare_next(&self.dir, &live_name)?;
         let new_engine = Engine::open(&new_path, &self.opts)?;
-        if let Err(e) = self.load(&new_engine, &mut reader) {
-            new_engine.mark_obsolete();
-            return Err(e);
-        }
+        let new_index = match self
+            .load(&new_engine, &mut reader)
+            .and_then(|()| Ok(KeyIndex::build(&new_engine.latest_view_unindexed())?))
+        {
+            Ok(new_index) => new_index,
+            Err(e) => {
+                new_engine.mark_obsolete();
+                return Err(e);
+            }
+        };
         let new_name = new_path
             .file_name()
             .and_then(|n| n.to_str())
@@ -320,6 +349,7 @@ impl Mvcc {
             let mut guard = self.engine.write().unwrap_or_else(PoisonError::into_inner);
             std::mem::replace(&mut *guard, Arc::new(new_engine))
         };
+        *index = new_index;
         // The directory goes when the last in-flight reader drops its `Arc`.
         old.mark_obsolete();
         tracing::info!(from = %live_path.display(), to = %new_path.display(),
@@ -395,14 +425,10 @@ fn finish_pending_compaction(engine: &Engine, opts: &MvccOptions) -> Result<(), 
     Ok(())
 }
 
-/// Decides an op against the latest committed state: the response and the changes, or the
-/// etcd error that rejects it.
-fn decide(engine: &Engine, op: WriteOp<'_>) -> Result<Outcome, StorageError> {
-    if let WriteOp::Compact(req) = op {
-        return Ok(decide_compact(engine, req));
-    }
-    let base = engine.latest_view();
-    let mut txn = WriteTxn::new(&base);
+/// Decides an op (not a Compact) against `view`, the state before it: the response and
+/// the changes, or the etcd error that rejects it.
+pub(crate) fn decide(view: &dyn StateView, op: WriteOp<'_>) -> Result<Outcome, StorageError> {
+    let mut txn = WriteTxn::new(view);
     let result = match op {
         WriteOp::Put(req) => apply::put(&mut txn, req).map(WriteResponse::Put),
         WriteOp::DeleteRange(req) => {
@@ -416,39 +442,37 @@ fn decide(engine: &Engine, op: WriteOp<'_>) -> Result<Outcome, StorageError> {
             apply::lease_revoke(&mut txn, id).map(|()| WriteResponse::LeaseRevoke)
         }
         WriteOp::MetaOnly => Ok(WriteResponse::Meta),
-        WriteOp::Compact(_) => unreachable!("handled above"),
+        WriteOp::Compact(_) => unreachable!("a Compact is decided by decide_compact"),
     };
     match result {
         Ok(response) => Ok(Outcome {
             result: Ok(response),
             effects: Some(txn.into_effects()),
-            compaction: None,
         }),
         Err(ReadError::Etcd(e)) => Ok(Outcome {
             result: Err(e),
             effects: None,
-            compaction: None,
         }),
         Err(ReadError::Storage(e)) => Err(e),
     }
 }
 
-fn decide_compact(engine: &Engine, req: &PbCompactionRequest) -> Outcome {
-    let (current, compact) = (engine.revision(), engine.compact_revision());
+/// Decides a Compact at the committed `current` and `compact` revisions: the response and
+/// the compaction job to run, or the etcd error.
+pub(crate) fn decide_compact(
+    req: &PbCompactionRequest,
+    current: i64,
+    compact: i64,
+) -> (Result<WriteResponse, EtcdError>, Option<compact::Job>) {
     match compact::check(req.revision, current, compact) {
-        Ok(()) => Outcome {
-            result: Ok(WriteResponse::Compact(compact::response(current))),
-            effects: None,
-            compaction: Some(compact::Job {
+        Ok(()) => (
+            Ok(WriteResponse::Compact(compact::response(current))),
+            Some(compact::Job {
                 target: req.revision,
                 cursor: crate::view::Rev { main: 0, sub: 0 },
             }),
-        },
-        Err(e) => Outcome {
-            result: Err(e),
-            effects: None,
-            compaction: None,
-        },
+        ),
+        Err(e) => (Err(e), None),
     }
 }
 
@@ -456,7 +480,9 @@ fn decide_compact(engine: &Engine, req: &PbCompactionRequest) -> Outcome {
 mod tests {
     use super::*;
 
-    use etcd_client::proto::PbPutRequest;
+    use etcd_client::proto::{
+        PbDeleteRequest, PbPutRequest, PbTxnOpRequest, PbTxnRequest, PbTxnRequestOp,
+    };
 
     // The store is shared across the state machine and readers.
     #[test]
@@ -487,6 +513,173 @@ mod tests {
             }
             n
         })
+    }
+
+    fn put_lease(s: &Mvcc, key: &str, value: &str, lease: i64) {
+        let req = PbPutRequest {
+            key: key.into(),
+            value: value.into(),
+            lease,
+            ..Default::default()
+        };
+        s.apply(WriteOp::Put(&req), &[]).unwrap().result.unwrap();
+    }
+
+    fn delete(s: &Mvcc, key: &str, end: &str) {
+        let req = PbDeleteRequest {
+            key: key.into(),
+            range_end: end.into(),
+            ..Default::default()
+        };
+        s.apply(WriteOp::DeleteRange(&req), &[])
+            .unwrap()
+            .result
+            .unwrap();
+    }
+
+    fn txn_put_op(key: &str, value: &str) -> PbTxnRequestOp {
+        PbTxnRequestOp {
+            request: Some(PbTxnOpRequest::RequestPut(PbPutRequest {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// The writer's incremental key index, and one rebuilt from RocksDB now.
+    fn index_and_rebuilt(s: &Mvcc) -> (KeyIndex, KeyIndex) {
+        let index = s.lock_writer().clone();
+        let engine = s.current_engine();
+        let rebuilt = KeyIndex::build(&engine.latest_view_unindexed()).unwrap();
+        (index, rebuilt)
+    }
+
+    /// Puts, overwrites, deletes, a Txn, lease attach/detach/revoke and a compaction.
+    fn mixed_history(s: &Mvcc) {
+        s.apply(WriteOp::LeaseGrant { id: 7, ttl: 60 }, &[])
+            .unwrap()
+            .result
+            .unwrap();
+        for i in 0..20 {
+            put(s, &format!("k{:02}", i % 7), &i.to_string());
+        }
+        put_lease(s, "leased", "x", 7);
+        put_lease(s, "k01", "y", 7);
+        put(s, "k01", "detached");
+        delete(s, "k03", "k05");
+        let txn = PbTxnRequest {
+            success: vec![txn_put_op("t1", "a"), txn_put_op("k00", "b")],
+            ..Default::default()
+        };
+        s.apply(WriteOp::Txn(&txn), &[]).unwrap().result.unwrap();
+        let compact = PbCompactionRequest {
+            revision: s.current_revision() - 3,
+            ..Default::default()
+        };
+        s.apply(WriteOp::Compact(&compact), &[])
+            .unwrap()
+            .result
+            .unwrap();
+        put(s, "k02", "after-compaction");
+        s.apply(WriteOp::LeaseRevoke { id: 7 }, &[])
+            .unwrap()
+            .result
+            .unwrap();
+    }
+
+    // The key index kept up to date by every commit equals the one rebuilt from RocksDB,
+    // after puts, deletes, a Txn, leases and a compaction, and again after a reopen.
+    #[test]
+    fn key_index_rebuilt_at_open_equals_incremental() {
+        let dir = tempfile::tempdir().unwrap();
+        let incremental = {
+            let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+            mixed_history(&s);
+            let (index, rebuilt) = index_and_rebuilt(&s);
+            assert_eq!(index, rebuilt);
+            // "leased" went with its lease; k03, k04 were deleted; t1 is new.
+            assert_eq!(index.get(b"leased"), None);
+            assert_eq!(index.get(b"k03"), None);
+            assert_eq!(index.get(b"t1").map(|m| m.version), Some(1));
+            assert_eq!(index.get(b"k01").map(|m| m.lease), Some(0));
+            s.flush().unwrap();
+            index
+        };
+        let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+        assert_eq!(*s.lock_writer(), incremental);
+    }
+
+    // Installing a snapshot replaces the key index with the snapshot's keys; later writes
+    // continue the snapshot's versions.
+    #[test]
+    fn key_index_follows_snapshot_install() {
+        let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let src = Mvcc::open(src_dir.path(), MvccOptions::default()).unwrap();
+        mixed_history(&src);
+        let dst = Mvcc::open(dst_dir.path(), MvccOptions::default()).unwrap();
+        put(&dst, "only-in-dst", "x");
+        put(&dst, "k00", "dst");
+        let mut snap = Vec::new();
+        src.write_snapshot(&mut snap).unwrap();
+        dst.install_snapshot(&mut snap.as_slice()).unwrap();
+        assert_eq!(*dst.lock_writer(), *src.lock_writer());
+        put(&dst, "k00", "next");
+        put(&src, "k00", "next");
+        let (index, rebuilt) = index_and_rebuilt(&dst);
+        assert_eq!(index, rebuilt);
+        assert_eq!(index, *src.lock_writer());
+        assert_eq!(index.get(b"only-in-dst"), None);
+    }
+
+    // Ops of one write group see each other (versions continue), readers see nothing until
+    // the commit, and a Txn reading a revision inside the group makes it commit first.
+    #[test]
+    fn write_group_sees_earlier_ops_and_commits_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+        put(&s, "a", "0");
+        let one = |v: &str| PbPutRequest {
+            key: "a".into(),
+            value: v.into(),
+            ..Default::default()
+        };
+        let mut group = s.write_group();
+        let (r1, r2) = (one("1"), one("2"));
+        let a1 = group.apply(WriteOp::Put(&r1), &[(b"m", b"1")]).unwrap();
+        let a2 = group.apply(WriteOp::Put(&r2), &[(b"m", b"2")]).unwrap();
+        assert_eq!((a1.revision, a2.revision), (3, 4));
+        assert_eq!(a2.events[0].kv.as_ref().unwrap().version, 3);
+        assert_eq!(group.get_meta(b"m").unwrap(), Some(b"2".to_vec()));
+        // Readers still see revision 2 only.
+        assert_eq!(s.current_revision(), 2);
+        // A Txn ranging at revision 3 (inside the group) commits the group first.
+        let txn = PbTxnRequest {
+            success: vec![PbTxnRequestOp {
+                request: Some(PbTxnOpRequest::RequestRange(PbRangeRequest {
+                    key: "a".into(),
+                    revision: 3,
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        };
+        let a3 = group.apply(WriteOp::Txn(&txn), &[(b"m", b"3")]).unwrap();
+        assert_eq!(s.current_revision(), 4, "committed before the Txn");
+        let Ok(WriteResponse::Txn(t)) = a3.result else {
+            panic!("txn failed: {:?}", a3.result)
+        };
+        let Some(etcd_client::proto::PbResponseOp {
+            response: Some(etcd_client::proto::PbTxnOpResponse::ResponseRange(r)),
+        }) = t.responses.first()
+        else {
+            panic!("expected a range response")
+        };
+        assert_eq!(r.kvs[0].value, b"1");
+        group.commit().unwrap();
+        assert_eq!(s.get_meta(b"m").unwrap(), Some(b"3".to_vec()));
+        let (index, rebuilt) = index_and_rebuilt(&s);
+        assert_eq!(index, rebuilt);
     }
 
     // A crash after the logical compaction batch (and after part of the physical one) is

@@ -21,6 +21,44 @@ pub struct Rev {
     pub sub: i64,
 }
 
+/// What the write path needs to know about a key's latest version, without its value:
+/// the in-memory key index holds one per live key (see `index.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyMeta {
+    /// Revision of the put that started the key's current life.
+    pub create_revision: i64,
+    /// Revision of the key's latest put.
+    pub mod_revision: i64,
+    /// Puts since the key was created (1 for a new key).
+    pub version: i64,
+    /// Attached lease, 0 for none.
+    pub lease: i64,
+}
+
+impl KeyMeta {
+    /// The meta of a version record.
+    pub fn of(kv: &PbKeyValue) -> KeyMeta {
+        KeyMeta {
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+        }
+    }
+
+    /// A record with this meta and no value (enough for compares other than VALUE).
+    pub fn to_kv(self, key: &[u8]) -> PbKeyValue {
+        PbKeyValue {
+            key: key.to_vec(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: Vec::new(),
+            lease: self.lease,
+        }
+    }
+}
+
 /// A half-open key interval `[start, end)`; `end == None` means unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRange {
@@ -122,6 +160,12 @@ pub trait StateView {
             Ok(ControlFlow::Break(()))
         })?;
         Ok(found)
+    }
+
+    /// The meta of the current version of `key`, if it is live at [`StateView::revision`].
+    /// Views with an in-memory key index answer without reading the value.
+    fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>, StorageError> {
+        Ok(self.get(key)?.as_ref().map(KeyMeta::of))
     }
 }
 

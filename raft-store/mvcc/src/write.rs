@@ -17,7 +17,7 @@ use etcd_client::proto::{PbEvent, PbKeyValue};
 
 use crate::error::StorageError;
 use crate::record::Kind;
-use crate::view::{Entry, KeyRange, LoadedEntry, Rev, StateView, Step};
+use crate::view::{Entry, KeyMeta, KeyRange, LoadedEntry, Rev, StateView, Step};
 
 /// `mvccpb.Event.EventType.PUT`.
 pub const EVENT_PUT: i32 = 0;
@@ -34,21 +34,23 @@ pub struct Change {
     /// The version written; for a tombstone only `key` and `mod_revision` are set (as in
     /// etcd's delete events).
     pub kv: PbKeyValue,
-    /// The key at the revision before the request, unless this put created the key in this
-    /// revision (etcd's watch `prev_kv` rule: no prev_kv for `create == mod`).
+    /// For a tombstone, the deleted key at the revision before the request (etcd's watch
+    /// `prev_kv`). For a put always `None`: the write path does not read the old value, so
+    /// a watcher that wants it reads the key at `mod_revision - 1`
+    /// ([`crate::Mvcc::fill_prev_kvs`]), as etcd's watch does.
     pub prev: Option<PbKeyValue>,
 }
 
 impl Change {
-    /// The watch event of this change, with `prev_kv`.
-    pub fn event(&self) -> PbEvent {
+    /// The watch event of this change, with `prev_kv` as in [`Change::prev`].
+    pub fn into_event(self) -> PbEvent {
         PbEvent {
             r#type: match self.kind {
                 Kind::Put => EVENT_PUT,
                 Kind::Tombstone => EVENT_DELETE,
             },
-            kv: Some(self.kv.clone()),
-            prev_kv: self.prev.clone(),
+            kv: Some(self.kv),
+            prev_kv: self.prev,
         }
     }
 }
@@ -77,11 +79,6 @@ impl Effects {
             self.begin_rev + 1
         }
     }
-
-    /// The watch events of the request, in revision order.
-    pub fn events(&self) -> Vec<PbEvent> {
-        self.changes.iter().map(Change::event).collect()
-    }
 }
 
 /// A write request in progress over the committed state `base`.
@@ -108,9 +105,10 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Writes a new version of `key` (no checks: callers validate leases and flags first).
+    /// Reads only the key's meta (the in-memory key index on the store), never its value.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<(), StorageError> {
         let rev = self.fx.begin_rev + 1;
-        let current = self.get(key)?;
+        let current = self.key_meta(key)?;
         let (create_revision, version) = match &current {
             Some(cur) => (cur.create_revision, cur.version + 1),
             None => (rev, 1),
@@ -131,7 +129,8 @@ impl<'a> WriteTxn<'a> {
             value,
             lease,
         };
-        self.record(Kind::Put, kv, current)
+        self.record(Kind::Put, kv, None);
+        Ok(())
     }
 
     /// Deletes every key of `range` live in the current state of the request; returns the
@@ -161,7 +160,14 @@ impl<'a> WriteTxn<'a> {
             mod_revision: self.fx.begin_rev + 1,
             ..Default::default()
         };
-        self.record(Kind::Tombstone, tombstone, Some(current.clone()))
+        // etcd's watch prev_kv is the key at the revision before the request.
+        let prev = if self.fx.latest.contains_key(&current.key) {
+            self.base.get(&current.key)?
+        } else {
+            Some(current.clone())
+        };
+        self.record(Kind::Tombstone, tombstone, prev);
+        Ok(())
     }
 
     /// Grants lease `id` (no checks).
@@ -181,22 +187,8 @@ impl<'a> WriteTxn<'a> {
         Ok(())
     }
 
-    /// Appends a change. `current` is the key's state in the request before this change.
-    fn record(
-        &mut self,
-        kind: Kind,
-        kv: PbKeyValue,
-        current: Option<PbKeyValue>,
-    ) -> Result<(), StorageError> {
-        let created_now = kind == Kind::Put && kv.create_revision == kv.mod_revision;
-        let prev = if created_now {
-            None
-        } else if self.fx.latest.contains_key(&kv.key) {
-            // Touched earlier in this request: prev_kv is the state before the request.
-            self.base.get(&kv.key)?
-        } else {
-            current
-        };
+    /// Appends a change; `prev` is the change's watch `prev_kv` (see [`Change::prev`]).
+    fn record(&mut self, kind: Kind, kv: PbKeyValue, prev: Option<PbKeyValue>) {
         let rev = Rev {
             main: self.fx.begin_rev + 1,
             sub: self.fx.changes.len() as i64,
@@ -209,51 +201,73 @@ impl<'a> WriteTxn<'a> {
             kv,
             prev,
         });
-        Ok(())
     }
+}
 
-    /// Scans the current state of the request: the base's current state overlaid with
-    /// `fx.latest`.
-    fn scan_merged(
-        &self,
-        range: &KeyRange,
-        visit: &mut dyn FnMut(&dyn Entry) -> Step,
-    ) -> Result<(), StorageError> {
-        let end = match &range.end {
-            Some(end) => Bound::Excluded(end.as_slice()),
-            None => Bound::Unbounded,
-        };
-        let bounds = (Bound::Included(range.start.as_slice()), end);
-        let mut overlay = self.fx.latest.range::<[u8], _>(bounds).peekable();
-        let mut stopped = false;
-        self.base.scan(self.base.revision(), range, &mut |entry| {
-            while let Some((key, latest)) = overlay.next_if(|(k, _)| k.as_slice() < entry.key()) {
-                if let Some(kv) = latest {
-                    debug_assert_eq!(key, &kv.key);
-                    if visit(&LoadedEntry(kv))?.is_break() {
-                        stopped = true;
-                        return Ok(ControlFlow::Break(()));
-                    }
+/// Scans the current state of `base` overlaid with `latest` (the final state of keys changed
+/// on top of it; `None`: deleted), in key order, until the visitor breaks.
+fn merge_scan(
+    base: &dyn StateView,
+    latest: &BTreeMap<Vec<u8>, Option<PbKeyValue>>,
+    range: &KeyRange,
+    visit: &mut dyn FnMut(&dyn Entry) -> Step,
+) -> Result<(), StorageError> {
+    let end = match &range.end {
+        Some(end) => Bound::Excluded(end.as_slice()),
+        None => Bound::Unbounded,
+    };
+    let bounds = (Bound::Included(range.start.as_slice()), end);
+    let mut overlay = latest.range::<[u8], _>(bounds).peekable();
+    let mut stopped = false;
+    base.scan(base.revision(), range, &mut |entry| {
+        while let Some((key, latest)) = overlay.next_if(|(k, _)| k.as_slice() < entry.key()) {
+            if let Some(kv) = latest {
+                debug_assert_eq!(key, &kv.key);
+                if visit(&LoadedEntry(kv))?.is_break() {
+                    stopped = true;
+                    return Ok(ControlFlow::Break(()));
                 }
             }
-            let flow = match overlay.next_if(|(k, _)| k.as_slice() == entry.key()) {
-                Some((_, Some(kv))) => visit(&LoadedEntry(kv))?,
-                Some((_, None)) => ControlFlow::Continue(()),
-                None => visit(entry)?,
-            };
-            stopped = flow.is_break();
-            Ok(flow)
-        })?;
-        if stopped {
-            return Ok(());
         }
-        for kv in overlay.filter_map(|(_, latest)| latest.as_ref()) {
-            if visit(&LoadedEntry(kv))?.is_break() {
-                break;
-            }
-        }
-        Ok(())
+        let flow = match overlay.next_if(|(k, _)| k.as_slice() == entry.key()) {
+            Some((_, Some(kv))) => visit(&LoadedEntry(kv))?,
+            Some((_, None)) => ControlFlow::Continue(()),
+            None => visit(entry)?,
+        };
+        stopped = flow.is_break();
+        Ok(flow)
+    })?;
+    if stopped {
+        return Ok(());
     }
+    for kv in overlay.filter_map(|(_, latest)| latest.as_ref()) {
+        if visit(&LoadedEntry(kv))?.is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The keys attached to lease `id` in `base`, with the attachment changes `attach` applied.
+fn merge_lease_keys(
+    base: &dyn StateView,
+    attach: &BTreeMap<(i64, Vec<u8>), bool>,
+    id: i64,
+) -> Result<Vec<Vec<u8>>, StorageError> {
+    let mut keys: BTreeMap<Vec<u8>, bool> = base
+        .lease_keys(id)?
+        .into_iter()
+        .map(|k| (k, true))
+        .collect();
+    let lo = (id, Vec::new());
+    for ((_, key), attached) in attach.range(lo..).take_while(|((l, _), _)| *l == id) {
+        keys.insert(key.clone(), *attached);
+    }
+    Ok(keys
+        .into_iter()
+        .filter(|(_, a)| *a)
+        .map(|(k, _)| k)
+        .collect())
 }
 
 impl StateView for WriteTxn<'_> {
@@ -272,7 +286,7 @@ impl StateView for WriteTxn<'_> {
         visit: &mut dyn FnMut(&dyn Entry) -> Step,
     ) -> Result<(), StorageError> {
         if rev == self.revision() && !self.fx.changes.is_empty() {
-            self.scan_merged(range, visit)
+            merge_scan(self.base, &self.fx.latest, range, visit)
         } else {
             self.base.scan(rev, range, visit)
         }
@@ -293,26 +307,132 @@ impl StateView for WriteTxn<'_> {
     }
 
     fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut keys: BTreeMap<Vec<u8>, bool> = self
-            .base
-            .lease_keys(id)?
-            .into_iter()
-            .map(|k| (k, true))
-            .collect();
-        let lo = (id, Vec::new());
-        for ((_, key), attached) in self
-            .fx
-            .attach
-            .range(lo..)
-            .take_while(|((l, _), _)| *l == id)
-        {
-            keys.insert(key.clone(), *attached);
+        merge_lease_keys(self.base, &self.fx.attach, id)
+    }
+
+    fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>, StorageError> {
+        match self.fx.latest.get(key) {
+            Some(latest) => Ok(latest.as_ref().map(KeyMeta::of)),
+            None => self.base.key_meta(key),
         }
-        Ok(keys
-            .into_iter()
-            .filter(|(_, a)| *a)
-            .map(|(k, _)| k)
-            .collect())
+    }
+}
+
+/// The changes of the requests of a write group that are decided but not yet committed
+/// (see `group.rs`), accumulated in request order: later requests see them through
+/// [`Layered`].
+#[derive(Debug, Default)]
+pub struct Overlay {
+    /// The store revision after the accumulated requests.
+    pub revision: i64,
+    /// The final state of every key changed (`None`: deleted).
+    pub latest: BTreeMap<Vec<u8>, Option<PbKeyValue>>,
+    /// Lease attachments set (`true`) or removed (`false`).
+    pub attach: BTreeMap<(i64, Vec<u8>), bool>,
+    /// Leases granted (`Some(ttl)`) or revoked (`None`).
+    pub leases: BTreeMap<i64, Option<i64>>,
+}
+
+impl Overlay {
+    /// An empty overlay on a committed state at `revision`.
+    pub fn new(revision: i64) -> Overlay {
+        Overlay {
+            revision,
+            ..Default::default()
+        }
+    }
+
+    /// Adds the changes of the next request (decided over [`Layered`] of this overlay) and
+    /// returns its watch events.
+    pub fn absorb(&mut self, fx: Effects) -> Vec<PbEvent> {
+        assert_eq!(
+            fx.begin_rev, self.revision,
+            "request decided on a stale overlay"
+        );
+        self.revision = fx.revision();
+        let Effects {
+            changes,
+            latest,
+            attach,
+            leases,
+            ..
+        } = fx;
+        self.latest.extend(latest);
+        self.attach.extend(attach);
+        self.leases.extend(leases);
+        changes.into_iter().map(Change::into_event).collect()
+    }
+}
+
+/// A committed state with a write group's [`Overlay`] on top: the state the group's next
+/// request is decided against.
+///
+/// Revisions the overlay added are readable only at its newest revision: a read at a
+/// revision strictly between the committed one and the overlay's is a bug (the group
+/// commits before a request that could make one, see `group::needs_commit_before`) and
+/// panics.
+pub struct Layered<'a> {
+    base: &'a dyn StateView,
+    ov: &'a Overlay,
+}
+
+impl<'a> Layered<'a> {
+    /// `ov` on top of `base`; `ov` must have been started at `base.revision()`.
+    pub fn new(base: &'a dyn StateView, ov: &'a Overlay) -> Layered<'a> {
+        assert!(ov.revision >= base.revision(), "overlay behind its base");
+        Layered { base, ov }
+    }
+}
+
+impl StateView for Layered<'_> {
+    fn revision(&self) -> i64 {
+        self.ov.revision
+    }
+
+    fn compact_revision(&self) -> i64 {
+        self.base.compact_revision()
+    }
+
+    fn scan(
+        &self,
+        rev: i64,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&dyn Entry) -> Step,
+    ) -> Result<(), StorageError> {
+        let committed = self.base.revision();
+        if rev <= committed {
+            return self.base.scan(rev, range, visit);
+        }
+        assert_eq!(
+            rev, self.ov.revision,
+            "read at revision {rev} inside an uncommitted write group (committed {committed})"
+        );
+        merge_scan(self.base, &self.ov.latest, range, visit)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<PbKeyValue>, StorageError> {
+        match self.ov.latest.get(key) {
+            Some(latest) => Ok(latest.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn lease_ttl(&self, id: i64) -> Result<Option<i64>, StorageError> {
+        match self.ov.leases.get(&id) {
+            Some(ttl) => Ok(*ttl),
+            None => self.base.lease_ttl(id),
+        }
+    }
+
+    fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StorageError> {
+        merge_lease_keys(self.base, &self.ov.attach, id)
+    }
+
+    fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>, StorageError> {
+        match self.ov.latest.get(key) {
+            Some(latest) => Ok(latest.as_ref().map(KeyMeta::of)),
+            None => self.base.key_meta(key),
+        }
     }
 }
 
@@ -369,7 +489,10 @@ mod tests {
         let subs: Vec<_> = fx.changes.iter().map(|c| (c.rev.main, c.rev.sub)).collect();
         assert_eq!(subs, [(6, 0), (6, 1), (6, 2)]);
         assert_eq!(fx.changes[1].prev, None, "create == mod: no prev_kv");
-        assert_eq!(fx.changes[2].prev.as_ref().unwrap().value, b"1");
+        assert_eq!(
+            fx.changes[2].prev, None,
+            "a put leaves prev_kv to the watch"
+        );
     }
 
     // Deleting a range writes tombstones in key order, detaches leases, and the merged view

@@ -300,8 +300,9 @@ fn events_replay() {
     assert!(s.events(5, 10, false).unwrap().is_empty());
 }
 
-// The events `apply` returns equal the ones replayed from history later, prev_kv included,
-// for every kind of write (put, txn with repeated keys, delete range, lease revoke).
+// The events `apply` returns, with `fill_prev_kvs`, equal the ones replayed from history
+// later, prev_kv included, for every kind of write (put, txn with repeated keys, delete
+// range, lease revoke).
 #[test]
 fn live_events_equal_replayed_events() {
     let (_d, s) = open();
@@ -324,6 +325,7 @@ fn live_events_equal_replayed_events() {
     record(del(&s, "a", "z"));
     record(put_lease(&s, "d", "1", 3));
     record(apply(&s, WriteOp::LeaseRevoke { id: 3 }));
+    s.fill_prev_kvs(&mut live).unwrap();
     assert_eq!(s.events(1, 1000, true).unwrap(), live);
     assert_eq!(live.len(), 12);
 }

@@ -47,16 +47,19 @@ fn per_key_fields_across_lifecycle() {
     ));
 }
 
-// Events of a put carry prev_kv except for a creation; a delete event carries only key and
-// mod revision plus prev_kv.
+// Events of a put carry no prev_kv from apply; fill_prev_kvs adds it except for a creation.
+// A delete event carries only key and mod revision plus prev_kv.
 #[test]
 fn apply_events() {
     let (_d, s) = open();
-    let a = put(&s, "k", "v1");
+    let mut a = put(&s, "k", "v1");
     assert_eq!(a.events.len(), 1);
     assert_eq!(a.events[0].r#type, EVENT_PUT);
+    s.fill_prev_kvs(&mut a.events).unwrap();
     assert_eq!(a.events[0].prev_kv, None);
-    let b = put(&s, "k", "v2");
+    let mut b = put(&s, "k", "v2");
+    assert_eq!(b.events[0].prev_kv, None);
+    s.fill_prev_kvs(&mut b.events).unwrap();
     assert_eq!(b.events[0].prev_kv, Some(kv("k", "v1", 2, 2, 1, 0)));
     let c = del(&s, "k", "");
     assert_eq!(c.events[0].r#type, EVENT_DELETE);

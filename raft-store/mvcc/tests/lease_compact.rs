@@ -173,7 +173,8 @@ fn writes_after_compaction_continue_versions() {
     let (_d, s) = open();
     build_history(&s);
     compact(&s, 11);
-    let a = put(&s, "a", "5");
+    let mut a = put(&s, "a", "5");
+    s.fill_prev_kvs(&mut a.events).unwrap();
     assert_eq!(a.events[0].prev_kv, Some(kv("a", "4", 2, 11, 4, 0)));
     assert_eq!(get(&s, "a").unwrap(), kv("a", "5", 2, 12, 5, 0));
     put(&s, "b", "again");

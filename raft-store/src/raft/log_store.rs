@@ -37,6 +37,8 @@ pub struct LogStore {
     hard: Arc<Mutex<HardState>>,
     /// Log id of the newest entry, cached so `get_log_state` does not decode entries.
     last: Arc<Mutex<Option<LogId>>>,
+    /// Observes each append's time until its fdatasync (metrics), if set.
+    append_timer: Option<prometheus::Histogram>,
 }
 
 fn io_err(
@@ -70,7 +72,14 @@ impl LogStore {
             hard_file: Arc::new(hard_file),
             hard: Arc::new(Mutex::new(hard)),
             last: Arc::new(Mutex::new(last)),
+            append_timer: None,
         })
+    }
+
+    /// Observes every append's time until its fdatasync in `timer`.
+    pub fn with_append_timer(mut self, timer: prometheus::Histogram) -> LogStore {
+        self.append_timer = Some(timer);
+        self
     }
 
     /// Write-ahead log statistics, for metrics.
@@ -168,9 +177,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(l) = last {
             *self.last.lock().expect("last log id lock poisoned") = Some(l);
         }
+        let timer = self.append_timer.clone();
+        let start = std::time::Instant::now();
         self.wal.append(
             records,
             Box::new(move |res| {
+                if let Some(t) = timer {
+                    t.observe(start.elapsed().as_secs_f64());
+                }
                 callback.log_io_completed(res.map_err(|e| io::Error::other(e.to_string())))
             }),
         );

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -23,11 +24,19 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::pb::peer_client::PeerClient;
 use super::pb::Blob;
-use super::{decode, encode, MemberNode, TypeConfig};
+use super::{decode, encode, Entry, MemberNode, TypeConfig};
 use crate::config::url_host_port;
 
 /// How long a TCP connect to a peer may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Encoded bytes of log entries in one AppendEntries RPC (etcd's `MaxSizePerMsg` is also
+/// 1 MiB); a single larger entry is still sent alone. openraft 0.9 gives an AppendEntries RPC
+/// one heartbeat interval (100 ms by default) to complete, the follower's append and fsync
+/// included, and treats a timeout as a failed round. Up to `max_payload_entries` batched
+/// entries of up to a few MiB each made RPCs of tens of MiB under a bulk load; on a busy
+/// machine they timed out again and again, the followers heard nothing for an election
+/// timeout, and one of them took over the leadership.
+pub const MAX_APPEND_BYTES: u64 = 1 << 20;
 
 /// The peer RPCs, named for errors and metrics.
 #[derive(Debug, Clone, Copy)]
@@ -243,12 +252,34 @@ impl RaftPeer {
     }
 }
 
+/// If `entries` encode to more than `budget` bytes, how many leading entries fit (at least
+/// one, so an entry larger than the budget still goes, alone).
+fn entries_within(entries: &[Entry], budget: u64) -> Option<u64> {
+    if entries.len() <= 1 {
+        return None;
+    }
+    let mut total = 0u64;
+    for (i, entry) in entries.iter().enumerate() {
+        total = total.saturating_add(bincode::serialized_size(entry).unwrap_or(u64::MAX));
+        if total > budget {
+            return Some((i as u64).max(1));
+        }
+    }
+    None
+}
+
 impl RaftNetwork<TypeConfig> for RaftPeer {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        if let Some(fit) = entries_within(&rpc.entries, MAX_APPEND_BYTES) {
+            // openraft retries at once with at most `fit` entries (for the next few RPCs).
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit),
+            ));
+        }
         self.rpc(PeerMethod::AppendEntries, &rpc, &option).await
     }
 
@@ -266,5 +297,34 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RpcErr> {
         self.rpc(PeerMethod::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Command, RaftRequest};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(RaftRequest {
+                cmds: vec![Command::Put(vec![7; bytes])],
+            }),
+        }
+    }
+
+    // Entries over the budget are cut to the prefix that fits, never below one entry; a
+    // payload within the budget goes whole.
+    #[test]
+    fn append_payload_is_cut_to_the_budget() {
+        let small: Vec<_> = (1..=4).map(|i| entry(i, 100)).collect();
+        assert_eq!(entries_within(&small, 1 << 20), None);
+        let big: Vec<_> = (1..=4).map(|i| entry(i, 400 << 10)).collect();
+        assert_eq!(entries_within(&big, 1 << 20), Some(2));
+        let huge: Vec<_> = (1..=2).map(|i| entry(i, 2 << 20)).collect();
+        assert_eq!(entries_within(&huge, 1 << 20), Some(1));
+        assert_eq!(entries_within(&huge[..1], 1 << 20), None);
     }
 }

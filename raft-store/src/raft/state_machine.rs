@@ -1,16 +1,21 @@
 //! openraft's `RaftStateMachine` on top of the MVCC store (`skiff-mvcc`).
 //!
-//! Exactly-once apply: every command of a log entry is applied in its own RocksDB batch that
-//! also records how far the entry got (`raft/partial` = (log id, commands done)); the batch of
-//! the entry's last command also records `raft/applied`. After a crash, openraft re-applies
+//! Exactly-once apply: the entries openraft hands over in one `apply` call are applied in one
+//! MVCC write group, normally committed as ONE RocksDB batch. Every command records how far
+//! its entry got (`raft/partial` = (log id, commands done)) and an entry's last command also
+//! records `raft/applied`; the group writes the newest value of each marker with every batch
+//! it commits (it commits early before a Compact, for instance), so every committed batch
+//! carries the marker of exactly the commands it holds. After a crash, openraft re-applies
 //! from the last fully applied entry and the commands already done are skipped, so no
 //! command is ever applied twice even though RocksDB's own WAL is off (the Raft WAL is the
-//! durable log; see docs/architecture.md "Recovery").
+//! durable log; see docs/architecture.md "Recovery"). Responses and watch events are
+//! released only after the group is committed.
 
 // openraft's `StorageError` is what its traits return; boxing it here would only add a copy.
 #![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use std::collections::BTreeSet;
@@ -23,7 +28,7 @@ use openraft::{
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use skiff_mvcc::{Applied, Mvcc, WriteOp, WriteResponse};
+use skiff_mvcc::{Applied, Mvcc, WriteGroup, WriteOp, WriteResponse};
 use tokio::sync::Mutex;
 
 use super::{decode, encode, ApiError, Command, CommandResult, Entry, LogId, MemberNode};
@@ -45,7 +50,8 @@ pub trait ApplyObserver: Send + Sync + 'static {
     fn lease_granted(&self, id: i64, ttl: i64);
     /// A lease was revoked (by a client or on expiry).
     fn lease_revoked(&self, id: i64);
-    /// Events of one revision, in order, with `prev_kv` filled.
+    /// Events of one revision, in order; put events carry no `prev_kv` (watchers that want
+    /// it fill it with `Mvcc::fill_prev_kvs`), delete events do.
     fn events(&self, revision: i64, events: Vec<PbEvent>);
     /// The whole state was replaced by a snapshot from the leader.
     fn snapshot_installed(&self);
@@ -67,6 +73,12 @@ pub struct StateMachine {
     mvcc: Arc<Mvcc>,
     observer: Arc<dyn ApplyObserver>,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// Whether a NOSPACE alarm is raised: cached from the alarm set (read at start and after
+    /// a snapshot install, updated by every applied `Alarm`) so a put does not read it.
+    /// Shared with the request handlers ([`StateMachine::nospace_flag`]).
+    nospace: Arc<AtomicBool>,
+    /// Observes each `apply` call's time and command count (metrics), if set.
+    timers: Option<(prometheus::Histogram, prometheus::Histogram)>,
 }
 
 #[derive(Clone)]
@@ -109,6 +121,10 @@ pub fn alarms(mvcc: &Mvcc) -> Vec<(u64, i32)> {
         .collect()
 }
 
+fn has_nospace(mvcc: &Mvcc) -> bool {
+    alarms(mvcc).iter().any(|a| a.1 == ALARM_NOSPACE)
+}
+
 /// Whether a command adds data, so a raised NOSPACE alarm refuses it (etcd's capped
 /// applier: puts, transactions with a put anywhere, lease grants).
 fn adds_data(cmd: &Command) -> bool {
@@ -132,11 +148,30 @@ fn adds_data(cmd: &Command) -> bool {
 impl StateMachine {
     /// Wraps the MVCC store; `observer` hears about applied changes.
     pub fn new(mvcc: Arc<Mvcc>, observer: Arc<dyn ApplyObserver>) -> Self {
+        let nospace = Arc::new(AtomicBool::new(has_nospace(&mvcc)));
         StateMachine {
             mvcc,
             observer,
             current: Arc::new(Mutex::new(None)),
+            nospace,
+            timers: None,
         }
+    }
+
+    /// Whether a NOSPACE alarm is raised in the applied state, kept current by this state
+    /// machine: the handlers' quota check reads it instead of the alarm set.
+    pub fn nospace_flag(&self) -> Arc<AtomicBool> {
+        self.nospace.clone()
+    }
+
+    /// Observes every `apply` call's duration (seconds) and number of commands.
+    pub fn with_apply_timers(
+        mut self,
+        seconds: prometheus::Histogram,
+        commands: prometheus::Histogram,
+    ) -> Self {
+        self.timers = Some((seconds, commands));
+        self
     }
 
     fn last_applied(&self) -> Option<LogId> {
@@ -158,20 +193,13 @@ impl StateMachine {
         }
     }
 
-    fn apply_meta_only(&self, meta: &[(&[u8], &[u8])]) -> Result<(), StorageError<u64>> {
-        self.mvcc
-            .apply(WriteOp::MetaOnly, meta)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        Ok(())
-    }
-
     fn apply_batch(
         &self,
+        group: &mut WriteGroup<'_>,
         log_id: LogId,
         req: RaftRequest,
-    ) -> Result<RaftResponse, StorageError<u64>> {
-        let partial = self
-            .mvcc
+    ) -> Result<Vec<Step>, StorageError<u64>> {
+        let partial = group
             .get_meta(META_PARTIAL)
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let done = match partial.and_then(|b| decode::<(LogId, u32)>(&b).ok()) {
@@ -180,69 +208,70 @@ impl StateMachine {
         };
         let total = req.cmds.len();
         let applied = encode(&Some(log_id));
-        let mut results = Vec::with_capacity(total);
+        let mut steps = Vec::with_capacity(total);
         for (i, cmd) in req.cmds.into_iter().enumerate() {
             if i < done {
-                results.push(CommandResult::Err(ApiError::new(
+                steps.push(Step::Done(CommandResult::Err(ApiError::new(
                     tonic::Code::Aborted,
                     "already applied",
-                )));
+                ))));
                 continue;
             }
+            // Every command records how far its entry got; the group persists the last
+            // value with whatever batch it commits, so a crash never loses or repeats one.
             let partial = encode(&(log_id, (i + 1) as u32));
             let mut meta: Vec<(&[u8], &[u8])> = vec![(META_PARTIAL, &partial)];
             if i + 1 == total {
                 meta.push((META_APPLIED, &applied));
             }
-            results.push(self.apply_command(cmd, &meta)?);
+            steps.push(self.apply_command(group, cmd, &meta)?);
         }
         if total == 0 {
-            self.apply_meta_only(&[(META_APPLIED, &applied)])?;
+            apply_meta_only(group, &[(META_APPLIED, &applied)])?;
         }
-        Ok(RaftResponse { results })
+        Ok(steps)
     }
 
     fn apply_command(
         &self,
+        group: &mut WriteGroup<'_>,
         cmd: Command,
         meta: &[(&[u8], &[u8])],
-    ) -> Result<CommandResult, StorageError<u64>> {
+    ) -> Result<Step, StorageError<u64>> {
         let bad = |what: &str, e: prost::DecodeError| {
-            CommandResult::Err(ApiError::new(
+            Step::Done(CommandResult::Err(ApiError::new(
                 tonic::Code::Internal,
                 format!("undecodable {what} in the log: {e}"),
-            ))
+            )))
         };
-        if adds_data(&cmd) && alarms(&self.mvcc).iter().any(|a| a.1 == ALARM_NOSPACE) {
-            return self.reject(
-                meta,
-                CommandResult::Err(ApiError::new(
-                    tonic::Code::ResourceExhausted,
-                    "etcdserver: mvcc: database space exceeded",
-                )),
-            );
+        if adds_data(&cmd) && self.nospace.load(Ordering::Acquire) {
+            apply_meta_only(group, meta)?;
+            return Ok(Step::Done(CommandResult::Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ))));
         }
         let applied = match &cmd {
             Command::Put(b) => match Message::decode(b.as_slice()) {
-                Ok(r) => self.mvcc.apply(WriteOp::Put(&r), meta),
-                Err(e) => return self.reject(meta, bad("put", e)),
+                Ok(r) => group.apply(WriteOp::Put(&r), meta),
+                Err(e) => return reject(group, meta, bad("put", e)),
             },
             Command::DeleteRange(b) => match Message::decode(b.as_slice()) {
-                Ok(r) => self.mvcc.apply(WriteOp::DeleteRange(&r), meta),
-                Err(e) => return self.reject(meta, bad("delete", e)),
+                Ok(r) => group.apply(WriteOp::DeleteRange(&r), meta),
+                Err(e) => return reject(group, meta, bad("delete", e)),
             },
             Command::Txn(b) => match Message::decode(b.as_slice()) {
-                Ok(r) => self.mvcc.apply(WriteOp::Txn(&r), meta),
-                Err(e) => return self.reject(meta, bad("txn", e)),
+                Ok(r) => group.apply(WriteOp::Txn(&r), meta),
+                Err(e) => return reject(group, meta, bad("txn", e)),
             },
             Command::Compact(b) => match Message::decode(b.as_slice()) {
-                Ok(r) => self.mvcc.apply(WriteOp::Compact(&r), meta),
-                Err(e) => return self.reject(meta, bad("compact", e)),
+                Ok(r) => group.apply(WriteOp::Compact(&r), meta),
+                Err(e) => return reject(group, meta, bad("compact", e)),
             },
-            Command::LeaseGrant { id, ttl } => self
-                .mvcc
-                .apply(WriteOp::LeaseGrant { id: *id, ttl: *ttl }, meta),
-            Command::LeaseRevoke { id } => self.mvcc.apply(WriteOp::LeaseRevoke { id: *id }, meta),
+            Command::LeaseGrant { id, ttl } => {
+                group.apply(WriteOp::LeaseGrant { id: *id, ttl: *ttl }, meta)
+            }
+            Command::LeaseRevoke { id } => group.apply(WriteOp::LeaseRevoke { id: *id }, meta),
             Command::PublishMember {
                 id,
                 name,
@@ -255,10 +284,10 @@ impl StateMachine {
                 });
                 let mut all = meta.to_vec();
                 all.push((key.as_bytes(), &attrs));
-                self.mvcc.apply(WriteOp::MetaOnly, &all)
+                group.apply(WriteOp::MetaOnly, &all)
             }
             Command::RemoveMember { id } => {
-                let mut removed = removed_members(&self.mvcc);
+                let mut removed: BTreeSet<u64> = read_meta(group, META_REMOVED)?;
                 removed.insert(*id);
                 let removed = encode(&removed);
                 // An empty value reads as "never published" (it does not decode).
@@ -266,40 +295,38 @@ impl StateMachine {
                 let mut all = meta.to_vec();
                 all.push((META_REMOVED, &removed));
                 all.push((key.as_bytes(), &[]));
-                self.mvcc.apply(WriteOp::MetaOnly, &all)
+                group.apply(WriteOp::MetaOnly, &all)
             }
             Command::Alarm {
                 activate,
                 member_id,
                 alarm,
             } => {
-                let mut set: BTreeSet<(u64, i32)> = alarms(&self.mvcc).into_iter().collect();
+                let mut set: BTreeSet<(u64, i32)> = read_meta(group, META_ALARMS)?;
                 if *activate {
                     set.insert((*member_id, *alarm));
                 } else {
                     set.remove(&(*member_id, *alarm));
                 }
+                self.nospace
+                    .store(set.iter().any(|a| a.1 == ALARM_NOSPACE), Ordering::Release);
                 let set = encode(&set);
                 let mut all = meta.to_vec();
                 all.push((META_ALARMS, &set));
-                self.mvcc.apply(WriteOp::MetaOnly, &all)
+                group.apply(WriteOp::MetaOnly, &all)
             }
         }
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        Ok(self.finish(&cmd, applied))
+        Ok(Step::Applied(cmd, applied))
     }
 
-    fn reject(
-        &self,
-        meta: &[(&[u8], &[u8])],
-        result: CommandResult,
-    ) -> Result<CommandResult, StorageError<u64>> {
-        self.apply_meta_only(meta)?;
-        Ok(result)
-    }
-
-    /// Tells the observer what changed and encodes the response.
-    fn finish(&self, cmd: &Command, applied: Applied) -> CommandResult {
+    /// Tells the observer what changed and encodes the response (after the group that
+    /// applied the command was committed, so readers already see the change).
+    fn finish(&self, step: Step) -> CommandResult {
+        let (cmd, applied) = match step {
+            Step::Done(result) => return result,
+            Step::Applied(cmd, applied) => (cmd, applied),
+        };
         let Applied {
             result,
             events,
@@ -315,9 +342,9 @@ impl StateMachine {
             }
         };
         match cmd {
-            Command::LeaseGrant { id, ttl } => self.observer.lease_granted(*id, *ttl),
-            Command::LeaseRevoke { id } => self.observer.lease_revoked(*id),
-            Command::RemoveMember { id } => self.observer.member_removed(*id),
+            Command::LeaseGrant { id, ttl } => self.observer.lease_granted(id, ttl),
+            Command::LeaseRevoke { id } => self.observer.lease_revoked(id),
+            Command::RemoveMember { id } => self.observer.member_removed(id),
             _ => {}
         }
         if !events.is_empty() {
@@ -328,6 +355,45 @@ impl StateMachine {
             body: encode_response(resp),
         }
     }
+}
+
+/// A command of a write group: decided (its result is reported once the group commits) or
+/// answered without touching the store.
+enum Step {
+    Applied(Command, Applied),
+    Done(CommandResult),
+}
+
+fn apply_meta_only(
+    group: &mut WriteGroup<'_>,
+    meta: &[(&[u8], &[u8])],
+) -> Result<(), StorageError<u64>> {
+    group
+        .apply(WriteOp::MetaOnly, meta)
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    Ok(())
+}
+
+fn reject(
+    group: &mut WriteGroup<'_>,
+    meta: &[(&[u8], &[u8])],
+    step: Step,
+) -> Result<Step, StorageError<u64>> {
+    apply_meta_only(group, meta)?;
+    Ok(step)
+}
+
+/// A bincode meta value as the group's earlier commands left it (default if absent).
+fn read_meta<T: serde::de::DeserializeOwned + Default>(
+    group: &WriteGroup<'_>,
+    key: &[u8],
+) -> Result<T, StorageError<u64>> {
+    let raw = group
+        .get_meta(key)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    Ok(raw
+        .map(|b| decode(&b).expect("a state machine meta value decodes"))
+        .unwrap_or_default())
 }
 
 fn encode_response(resp: WriteResponse) -> Vec<u8> {
@@ -356,24 +422,42 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut out = Vec::new();
+        // One write group for everything openraft hands over at once: one RocksDB batch
+        // (and one key index update) instead of one per command.
+        let start = std::time::Instant::now();
+        let mvcc = self.mvcc.clone();
+        let mut group = mvcc.write_group();
+        let mut steps: Vec<Vec<Step>> = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
             let applied = encode(&Some(log_id));
             match entry.payload {
                 EntryPayload::Blank => {
-                    self.apply_meta_only(&[(META_APPLIED, &applied)])?;
-                    out.push(RaftResponse::default());
+                    apply_meta_only(&mut group, &[(META_APPLIED, &applied)])?;
+                    steps.push(Vec::new());
                 }
                 EntryPayload::Membership(m) => {
                     let stored = encode(&StoredMembership::new(Some(log_id), m));
-                    self.apply_meta_only(&[(META_APPLIED, &applied), (META_MEMBERSHIP, &stored)])?;
-                    out.push(RaftResponse::default());
+                    apply_meta_only(
+                        &mut group,
+                        &[(META_APPLIED, &applied), (META_MEMBERSHIP, &stored)],
+                    )?;
+                    steps.push(Vec::new());
                 }
-                EntryPayload::Normal(req) => out.push(self.apply_batch(log_id, req)?),
+                EntryPayload::Normal(req) => steps.push(self.apply_batch(&mut group, log_id, req)?),
             }
         }
-        Ok(out)
+        group.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        if let Some((seconds, commands)) = &self.timers {
+            seconds.observe(start.elapsed().as_secs_f64());
+            commands.observe(steps.iter().map(Vec::len).sum::<usize>() as f64);
+        }
+        Ok(steps
+            .into_iter()
+            .map(|entry| RaftResponse {
+                results: entry.into_iter().map(|step| self.finish(step)).collect(),
+            })
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -409,6 +493,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data,
         });
+        self.nospace
+            .store(has_nospace(&self.mvcc), Ordering::Release);
         self.observer.snapshot_installed();
         Ok(())
     }

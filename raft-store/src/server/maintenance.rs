@@ -51,13 +51,6 @@ fn alarms(node: &Node) -> Vec<PbAlarmMember> {
         .collect()
 }
 
-/// Whether any member has raised NOSPACE.
-pub fn nospace_raised(mvcc: &skiff_mvcc::Mvcc) -> bool {
-    state_machine::alarms(mvcc)
-        .iter()
-        .any(|(_, a)| *a == ALARM_NOSPACE)
-}
-
 fn alarm_name(alarm: i32) -> &'static str {
     match alarm {
         1 => "NOSPACE",

@@ -2,8 +2,8 @@
 //! them. Gauges that mirror Raft or storage state are refreshed at scrape time.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use super::Node;
@@ -25,6 +25,8 @@ pub struct Metrics {
     pub watch_events: IntCounter,
     /// Reads of the MVCC history by watchers behind the in-memory ring.
     pub watch_history_reads: IntCounter,
+    /// Where a write's time goes between the gRPC handler and the reply.
+    pub pipeline: PipelineTimers,
     watch_ring_revisions: IntGauge,
     watch_ring_bytes: IntGauge,
     has_leader: IntGauge,
@@ -38,6 +40,76 @@ pub struct Metrics {
     wal_fsyncs: IntGauge,
     wal_entries: IntGauge,
     wal_bytes: IntGauge,
+}
+
+/// Latency histograms of the write pipeline (seconds), to split a put's time into its
+/// stages:
+///
+/// ```text
+///  handler ─► proposer queue ─(queue_wait)─► raft.client_write ────────(raft_write)──────► reply
+///                                             ├─ WAL append + fdatasync (wal_append)
+///                                             ├─ replication and commit (the rest)
+///                                             └─ state machine apply (apply, per call)
+/// ```
+#[derive(Clone)]
+pub struct PipelineTimers {
+    /// A command's wait in the leader's proposer queue until its batch is proposed.
+    pub queue_wait: Histogram,
+    /// One batch's `client_write`: append, replication, commit and apply on the leader.
+    pub raft_write: Histogram,
+    /// One WAL append until its fdatasync completed.
+    pub wal_append: Histogram,
+    /// One state machine `apply` call (one or more entries, one write group).
+    pub apply: Histogram,
+    /// Commands applied per state machine `apply` call.
+    pub apply_commands: Histogram,
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+impl PipelineTimers {
+    fn register(r: &Registry) -> PipelineTimers {
+        // 50 µs .. ~3.3 s.
+        let secs = || prometheus::exponential_buckets(0.00005, 2.0, 17).expect("valid buckets");
+        PipelineTimers {
+            queue_wait: histogram(
+                r,
+                "skiff_proposal_queue_wait_seconds",
+                "Time a command waits in the leader's proposer queue before its batch is proposed.",
+                secs(),
+            ),
+            raft_write: histogram(
+                r,
+                "skiff_raft_write_seconds",
+                "Time of one batch's Raft client_write (append, replicate, commit, apply).",
+                secs(),
+            ),
+            wal_append: histogram(
+                r,
+                "skiff_wal_append_seconds",
+                "Time of one WAL append until its fdatasync completed.",
+                secs(),
+            ),
+            apply: histogram(
+                r,
+                "skiff_apply_seconds",
+                "Time of one state machine apply call (one write group).",
+                secs(),
+            ),
+            apply_commands: histogram(
+                r,
+                "skiff_apply_commands",
+                "Commands applied per state machine apply call.",
+                prometheus::exponential_buckets(1.0, 2.0, 14).expect("valid buckets"),
+            ),
+        }
+    }
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -83,6 +155,7 @@ impl Metrics {
             c
         };
         Metrics {
+            pipeline: PipelineTimers::register(&r),
             watch_streams: gauge(
                 &r,
                 "etcd_debugging_mvcc_watch_stream_total",

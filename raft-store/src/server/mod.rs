@@ -73,6 +73,8 @@ pub struct Node {
     pub watch_hub: Arc<WatchHub>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// Whether a NOSPACE alarm is raised (kept current by the state machine).
+    pub nospace: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Node {
@@ -181,6 +183,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         },
     )
     .context("failed to open the write-ahead log")?;
+    let metrics = metrics::Metrics::new();
+    let log = log.with_append_timer(metrics.pipeline.wal_append.clone());
     let lessor = Arc::new(Lessor::default());
     lessor.reset(
         mvcc.leases().context("failed to read leases")?,
@@ -202,7 +206,11 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         member_id: cfg.member_id,
         removed: removed.clone(),
     });
-    let sm = StateMachine::new(mvcc.clone(), observer);
+    let sm = StateMachine::new(mvcc.clone(), observer).with_apply_timers(
+        metrics.pipeline.apply.clone(),
+        metrics.pipeline.apply_commands.clone(),
+    );
+    let nospace = sm.nospace_flag();
     let peers = Peers::default();
     let raft = Raft::new(
         cfg.member_id,
@@ -218,6 +226,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         peers.clone(),
         cfg.member_id,
         cfg.election_timeout,
+        metrics.pipeline.clone(),
     );
     let reads = ReadBarrier::start(
         raft.clone(),
@@ -226,7 +235,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         cfg.unsafe_local_reads,
     );
     let node = Arc::new(Node {
-        metrics: metrics::Metrics::new(),
+        metrics,
         cfg,
         raft,
         mvcc,
@@ -235,6 +244,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         reads,
         lessor,
         watch_hub,
+        nospace,
     });
     peer::serve(node.clone()).await?;
     bootstrap(&node, ident.bootstrap.as_deref()).await?;
@@ -442,7 +452,7 @@ impl Node {
     /// `maintenance::quota_watch`, which raises it).
     pub fn check_quota(&self) -> Result<(), ApiError> {
         if self.mvcc.db_size_bytes().unwrap_or(0) > self.cfg.quota_backend_bytes
-            || maintenance::nospace_raised(&self.mvcc)
+            || self.nospace.load(std::sync::atomic::Ordering::Acquire)
         {
             return Err(errors::no_space());
         }

@@ -17,13 +17,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::errors;
+use super::metrics::PipelineTimers;
 use crate::raft::network::{PeerMethod, Peers};
 use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft, RaftRequest};
 
@@ -32,8 +33,9 @@ use crate::raft::{ApiError, Command, CommandResult, MemberNode, Raft, RaftReques
 const MAX_QUEUED_COMMANDS: usize = 65_536;
 /// Commands in one Raft entry.
 const MAX_BATCH_COMMANDS: usize = 4_096;
-/// Encoded bytes in one Raft entry (keeps entries well below the peer message limit).
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Encoded bytes in one Raft entry: at most one AppendEntries payload
+/// (`network::MAX_APPEND_BYTES`), so replication never has to send more in one RPC.
+const MAX_BATCH_BYTES: usize = crate::raft::network::MAX_APPEND_BYTES as usize;
 /// Raft entries being appended/replicated at once.
 const MAX_INFLIGHT_BATCHES: usize = 4;
 /// Attempts to find a leader that accepts the command.
@@ -57,6 +59,7 @@ impl From<ApiError> for ProposeError {
 struct Pending {
     cmd: Command,
     reply: oneshot::Sender<Result<CommandResult, ProposeError>>,
+    queued: Instant,
 }
 
 /// Proposes commands to Raft from any member.
@@ -90,9 +93,16 @@ pub enum LeaderRef {
 
 impl Proposer {
     /// Starts the batch task. `election_timeout` bounds how long a request waits for a leader.
-    pub fn start(raft: Raft, peers: Peers, member_id: u64, election_timeout: Duration) -> Proposer {
+    /// `timers` observes the queue wait and each batch's Raft write.
+    pub fn start(
+        raft: Raft,
+        peers: Peers,
+        member_id: u64,
+        election_timeout: Duration,
+        timers: PipelineTimers,
+    ) -> Proposer {
         let (tx, rx) = mpsc::channel(MAX_QUEUED_COMMANDS);
-        tokio::spawn(batch_loop(raft.clone(), rx));
+        tokio::spawn(batch_loop(raft.clone(), rx, timers));
         Proposer {
             raft,
             peers,
@@ -215,7 +225,11 @@ impl Proposer {
         }
         let (tx, rx) = oneshot::channel();
         self.queue
-            .send(Pending { cmd, reply: tx })
+            .send(Pending {
+                cmd,
+                reply: tx,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| ProposeError::Api(errors::internal("proposer stopped")))?;
         // A leader that loses its leadership may never hear how an appended entry ended;
@@ -231,7 +245,7 @@ impl Proposer {
 }
 
 /// Packs queued commands into Raft entries, at most `MAX_INFLIGHT_BATCHES` at a time.
-async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, timers: PipelineTimers) {
     let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -250,9 +264,17 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        let now = Instant::now();
+        for p in &batch {
+            timers
+                .queue_wait
+                .observe(now.duration_since(p.queued).as_secs_f64());
+        }
         let raft = raft.clone();
+        let raft_write = timers.raft_write.clone();
         tokio::spawn(async move {
             write_batch(&raft, batch).await;
+            raft_write.observe(now.elapsed().as_secs_f64());
             drop(permit);
         });
     }

@@ -15,7 +15,8 @@ use etcd_client::proto::PbEvent;
 use prost::Message;
 use tokio::sync::watch;
 
-/// All events of one store revision, in order, each with `prev_kv` filled.
+/// All events of one store revision, in order; delete events carry `prev_kv`, put events
+/// do not (a stream fills it for watchers that asked, see `super::stream`).
 #[derive(Debug)]
 pub struct Revision {
     /// The store revision.

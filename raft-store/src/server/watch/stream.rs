@@ -171,14 +171,41 @@ impl WatchStream {
         let Some(w) = self.watchers.get_mut(&id) else {
             return Ok(Delivery::Cancelled);
         };
-        let batch = match found {
-            Found::Ring(revs) => select_revisions(&w.spec, &revs, MAX_BATCH_BYTES),
-            Found::History(events) => select_history(&w.spec, events),
+        let (mut batch, from_ring) = match found {
+            Found::Ring(revs) => (select_revisions(&w.spec, &revs, MAX_BATCH_BYTES), true),
+            Found::History(events) => (select_history(&w.spec, events), false),
         };
         w.next_rev = batch.last_rev + 1;
         let fragmented = w.spec.fragment;
+        // Ring events of puts carry no prev_kv (the apply path does not read old values);
+        // history events already have it.
+        if from_ring && w.spec.prev_kv {
+            match self.fill_prev_kvs(std::mem::take(&mut batch.events)).await {
+                Ok(events) => batch.events = events,
+                Err(reason) => {
+                    self.cancel_behind(id, reason).await?;
+                    return Ok(Delivery::Cancelled);
+                }
+            }
+        }
         self.send_events(id, fragmented, batch).await?;
         Ok(Delivery::Progressed)
+    }
+
+    /// Fills the missing `prev_kv` of put events from the MVCC history (etcd's watch reads
+    /// the key at `mod_revision - 1` the same way), on a blocking thread.
+    async fn fill_prev_kvs(&self, events: Vec<PbEvent>) -> Result<Vec<PbEvent>, Behind> {
+        if events.iter().all(|e| e.prev_kv.is_some()) {
+            return Ok(events);
+        }
+        let mvcc = self.node.mvcc.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut events = events;
+            mvcc.fill_prev_kvs(&mut events).map(|()| events)
+        })
+        .await
+        .map_err(|e| Behind::Failed(format!("prev_kv read task failed: {e}")))?
+        .map_err(|e| Behind::Failed(format!("reading prev_kv failed: {e}")))
     }
 
     /// Reads the history from revision `from` on (whole revisions, unfiltered). Empty: no
