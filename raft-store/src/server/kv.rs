@@ -196,6 +196,11 @@ impl etcd_client::proto::PbKvService for KvService {
         track(node, "Compact", async {
             let (mut resp, rev): (PbCompactionResponse, i64) =
                 node.write(Command::Compact(r.encode_to_vec())).await?;
+            // A follower forwards the compaction and gets the leader's reply, possibly before
+            // applying it itself; etcd answers only once the receiving member has applied it,
+            // so a watch from below the compaction on this member is refused right after.
+            // Compactions are rare: a read barrier here costs nothing that matters.
+            node.reads.wait().await?;
             resp.header = node.header(rev);
             Ok(resp)
         })
