@@ -171,7 +171,15 @@ async fn discover(cfg: &Config) -> Result<Identity, IdentityError> {
                 .call::<_, ClusterInfo>(PeerMethod::ListMembers, &(), LIST_CALL_TIMEOUT)
                 .await
             {
-                Ok(info) => return find_self(cfg, info),
+                // A peer that has not caught up with the MemberAdd yet does not list this
+                // member; another peer (or the same one a little later) will.
+                Ok(info) => match find_self(cfg, info) {
+                    Ok(id) => return Ok(id),
+                    Err(e) => {
+                        tracing::debug!(peer = %peer, error = %e, "peer does not list this member yet");
+                        last_error = format!("{peer}: {e}");
+                    }
+                },
                 Err(e) => {
                     tracing::debug!(peer = %peer, error = %e, "member list lookup failed");
                     last_error = format!("{peer}: {e}");
@@ -181,7 +189,7 @@ async fn discover(cfg: &Config) -> Result<Identity, IdentityError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(IdentityError::Join(format!(
-        "no member of --initial-cluster answered within {DISCOVERY_TIMEOUT:?} (last error: {last_error})"
+        "no member of --initial-cluster listed this member within {DISCOVERY_TIMEOUT:?} (last error: {last_error})"
     )))
 }
 
