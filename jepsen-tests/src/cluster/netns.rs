@@ -278,10 +278,8 @@ impl NetnsCluster {
         };
         let (client, peer) = (self.client_url(i), self.peer_url(i));
         let data_dir = self.data_dir(i, state);
-        let mut command = Command::new("ip");
+        let mut command = Command::new(&self.options.binary);
         command
-            .args(["netns", "exec", &self.namespace(i)])
-            .arg(&self.options.binary)
             .args(["--name", &self.name(i)])
             .arg("--data-dir")
             .arg(&data_dir)
@@ -310,8 +308,10 @@ impl NetnsCluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        // `ip netns exec` enters the namespace and execs the binary in the same process, so
-        // the child's pid is the server's pid and signals reach it directly.
+        // The child enters the namespace itself and execs the binary, so its pid is the
+        // server's pid and signals reach it directly.
+        let _netns = sys::enter_netns(&mut command, &self.namespace(i))
+            .map_err(|err| fail(format!("network namespace {}: {err}", self.namespace(i))))?;
         command.spawn().map_err(|err| fail(err.to_string()))
     }
 }
