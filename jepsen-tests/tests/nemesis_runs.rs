@@ -211,6 +211,28 @@ fn unsafe_local_reads_are_not_linearizable() {
     assert_eq!(report.validity, Validity::Invalid);
 }
 
+/// The list-append workload catches `--unsafe-local-reads` too: its single-key reads are
+/// plain Ranges (the store proposes every Txn, so reads only through Txns never hit the
+/// local-read shortcut), and a stale one closes a real-time cycle.
+#[test]
+fn unsafe_local_reads_are_not_strict_serializable() {
+    if !can_run() {
+        return;
+    }
+    let mut options = options("append-local-reads", 12, 28, vec![NemesisKind::Partition]);
+    options.workload = WorkloadKind::Append;
+    options.server_args = vec!["--unsafe-local-reads".into()];
+    options.steps = Some(vec![
+        step(3, 5, Fault::Partition(Shape::IsolateLeader)),
+        step(10, 5, Fault::Partition(Shape::IsolateOne(0))),
+        step(18, 6, Fault::Partition(Shape::IsolateLeader)),
+    ]);
+    let report = execute(&options);
+    let append = checker(&report, "strict serializable");
+    assert_eq!(append.validity, Validity::Invalid, "{}", report.summary());
+    assert_eq!(report.validity, Validity::Invalid);
+}
+
 /// A store that acknowledges before fsync (`--unsafe-no-fsync`) loses acknowledged writes
 /// when every member loses power at once.
 #[test]
