@@ -174,7 +174,7 @@ fn write_data_dir(
         source,
     })?;
     let kv_dir = data_dir.join("member").join("kv");
-    std::fs::create_dir_all(&kv_dir).map_err(|source| RestoreError::CreateDir {
+    skiff_wal::durable::create_dir_all(&kv_dir).map_err(|source| RestoreError::CreateDir {
         path: data_dir.to_path_buf(),
         source,
     })?;

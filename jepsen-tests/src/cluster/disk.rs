@@ -85,7 +85,21 @@ impl LoopDisk {
         drop(dir);
         sys::run("umount", &[path_str(&self.mount)?])?;
         self.mounted = false;
-        self.mount()
+        self.mount()?;
+        // If some process's private mount namespace still holds the old mount (a process
+        // started with `ip netns exec` while it was mounted), the kernel hands back the same
+        // shut-down file system, and every member would fail with EIO.
+        if let Err(source) = std::fs::read_dir(&self.mount) {
+            return Err(ClusterError::Command {
+                command: format!("remount {} after the power cut", self.mount.display()),
+                detail: format!(
+                    "the file system is still shut down ({source}): another mount namespace \
+                     (a process started with `ip netns exec`, e.g. by another run) still holds \
+                     the old mount"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The mounted directory.

@@ -86,8 +86,15 @@ pub trait Cluster: Send + Sync {
         format!("m{i}")
     }
     /// Starts member `i` if it is not running. A member whose data was wiped (see
-    /// [`Cluster::wipe`]) only starts with [`StartMode::Join`]; `Initial` is refused.
+    /// [`Cluster::wipe`]) only starts with [`StartMode::Join`]; `Initial` is refused. A member
+    /// started with `Join` whose join is not confirmed yet ([`Cluster::confirm_joined`])
+    /// starts with the same `Join` flags again when asked for `Initial`: its data dir may
+    /// still be empty, and the initial flags would bootstrap it under its removed identity.
     fn start(&self, i: usize, mode: StartMode) -> Result<(), ClusterError>;
+    /// Records that member `i`, started with [`StartMode::Join`], has joined (it served a
+    /// read, so its identity is on disk): later restarts use the initial flags again, which
+    /// a member with data ignores. No-op for a member that is not joining.
+    fn confirm_joined(&self, i: usize);
     /// SIGKILLs member `i` and waits for it to exit. No-op if it is not running.
     fn kill(&self, i: usize) -> Result<(), ClusterError>;
     /// SIGSTOPs member `i`.

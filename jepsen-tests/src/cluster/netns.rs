@@ -48,9 +48,55 @@ struct MemberState {
     child: Option<Child>,
     paused: bool,
     disk: Option<LoopDisk>,
+    membership: Membership,
+}
+
+/// Where a member stands after membership changes, which decides the flags it starts with.
+///
+/// ```text
+///  Settled ──wipe──▶ Wiped ──start(Join)──▶ Joining ──confirm_joined──▶ Settled
+///                      ▲                      │ start(Initial) = start(Join) again
+///                      └────────wipe──────────┘
+/// ```
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Membership {
+    /// Started from the initial cluster, or its join was confirmed: its data dir decides who
+    /// it is, and a restart uses the initial flags (which a member with data ignores).
+    #[default]
+    Settled,
     /// The data dir was wiped for a membership change: starting it with the initial cluster
     /// would bootstrap a second cluster, so only a join may start it.
-    wiped: bool,
+    Wiped,
+    /// Started as a joining member with this `--initial-cluster`. Until the member has served
+    /// a read, it may not have stored its new identity yet (a kill or power loss during its
+    /// join leaves the data dir empty), and a restart with the initial flags would bootstrap
+    /// it under its old, removed id; so every restart joins again with the same flags.
+    Joining(String),
+}
+
+impl Membership {
+    /// The flags a start asked for as `requested` uses, or why the start is refused.
+    fn start_mode(&self, requested: StartMode) -> Result<StartMode, &'static str> {
+        match (self, requested) {
+            (_, join @ StartMode::Join(_)) => Ok(join),
+            (Membership::Settled, StartMode::Initial) => Ok(StartMode::Initial),
+            (Membership::Joining(cluster), StartMode::Initial) => {
+                Ok(StartMode::Join(cluster.clone()))
+            }
+            (Membership::Wiped, StartMode::Initial) => Err(
+                "its data dir was wiped for a membership change; it can only join (MemberAdd, \
+                 then a start with StartMode::Join)",
+            ),
+        }
+    }
+
+    /// The state after a member was started with `mode`.
+    fn started(&self, mode: &StartMode) -> Membership {
+        match mode {
+            StartMode::Join(cluster) => Membership::Joining(cluster.clone()),
+            StartMode::Initial => self.clone(),
+        }
+    }
 }
 
 /// A cluster of member processes, one network namespace each. See the module docs.
@@ -232,10 +278,8 @@ impl NetnsCluster {
         };
         let (client, peer) = (self.client_url(i), self.peer_url(i));
         let data_dir = self.data_dir(i, state);
-        let mut command = Command::new("ip");
+        let mut command = Command::new(&self.options.binary);
         command
-            .args(["netns", "exec", &self.namespace(i)])
-            .arg(&self.options.binary)
             .args(["--name", &self.name(i)])
             .arg("--data-dir")
             .arg(&data_dir)
@@ -264,8 +308,10 @@ impl NetnsCluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        // `ip netns exec` enters the namespace and execs the binary in the same process, so
-        // the child's pid is the server's pid and signals reach it directly.
+        // The child enters the namespace itself and execs the binary, so its pid is the
+        // server's pid and signals reach it directly.
+        let _netns = sys::enter_netns(&mut command, &self.namespace(i))
+            .map_err(|err| fail(format!("network namespace {}: {err}", self.namespace(i))))?;
         command.spawn().map_err(|err| fail(err.to_string()))
     }
 }
@@ -335,17 +381,16 @@ impl Cluster for NetnsCluster {
         if state.child.is_some() {
             return Ok(());
         }
-        if state.wiped && mode == StartMode::Initial {
-            return Err(ClusterError::Member {
+        let mode = state
+            .membership
+            .start_mode(mode)
+            .map_err(|detail| ClusterError::Member {
                 action: "start",
                 member: i,
-                detail: "its data dir was wiped for a membership change; it can only join \
-                         (MemberAdd, then a start with StartMode::Join)"
-                    .into(),
-            });
-        }
+                detail: detail.into(),
+            })?;
         let child = self.spawn(i, &state, &mode)?;
-        state.wiped = false;
+        state.membership = state.membership.started(&mode);
         tracing::debug!(member = i, pid = child.id(), ?mode, "member started");
         state.child = Some(child);
         state.paused = false;
@@ -470,7 +515,7 @@ impl Cluster for NetnsCluster {
             });
         }
         let dir = self.data_dir(i, &state);
-        state.wiped = true;
+        state.membership = Membership::Wiped;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -482,6 +527,14 @@ impl Cluster for NetnsCluster {
             sys::run("sync", &["-f", &disk.path().to_string_lossy()])?;
         }
         Ok(())
+    }
+
+    fn confirm_joined(&self, i: usize) {
+        let mut state = self.member(i);
+        if let Membership::Joining(_) = state.membership {
+            tracing::debug!(member = i, "join confirmed");
+            state.membership = Membership::Settled;
+        }
     }
 
     fn log_path(&self, i: usize) -> PathBuf {
@@ -562,6 +615,25 @@ fn is_ours(name: &str, tag: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A member whose join is not confirmed restarts by joining again, a wiped one cannot
+    /// start from the initial cluster, and a confirmed one restarts like any other.
+    #[test]
+    fn restarts_follow_the_membership_state() {
+        let join = StartMode::Join("m0=a,m1=b,m2=c".into());
+        let wiped = Membership::Wiped;
+        assert!(wiped.start_mode(StartMode::Initial).is_err());
+        assert_eq!(wiped.start_mode(join.clone()), Ok(join.clone()));
+        let joining = wiped.started(&join);
+        assert_eq!(joining, Membership::Joining("m0=a,m1=b,m2=c".into()));
+        assert_eq!(joining.start_mode(StartMode::Initial), Ok(join.clone()));
+        assert_eq!(joining.started(&StartMode::Initial), joining);
+        let settled = Membership::Settled;
+        assert_eq!(
+            settled.start_mode(StartMode::Initial),
+            Ok(StartMode::Initial)
+        );
+    }
 
     /// Leftover detection only matches this backend's names.
     #[test]

@@ -412,7 +412,27 @@ impl Executor {
             })
             .collect();
         let join = StartMode::Join(initial.join(","));
-        self.blocking(move |c| c.start(i, join)).await
+        self.blocking(move |c| c.start(i, join)).await?;
+        self.confirm_join_later(i);
+        Ok(())
+    }
+
+    /// Confirms member `i`'s join once it serves a read, without holding up the schedule (a
+    /// fault may hit the member mid-join). Holds only a weak reference, so a finished run's
+    /// cluster is torn down at once.
+    fn confirm_join_later(&self, i: usize) {
+        let url = self.cluster.client_url(i);
+        let cluster = Arc::downgrade(&self.cluster);
+        tokio::spawn(async move {
+            if client::wait_healthy(&[url], JOIN_CONFIRM_TIMEOUT)
+                .await
+                .is_empty()
+            {
+                if let Some(cluster) = cluster.upgrade() {
+                    tokio::task::spawn_blocking(move || cluster.confirm_joined(i));
+                }
+            }
+        });
     }
 }
 
@@ -421,6 +441,9 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long to watch the member list for a membership change whose request failed, and how
 /// long a membership fault waits for a healthy cluster before it starts.
 const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(30);
+/// How long a re-added member may take to serve its first read before the harness stops
+/// waiting to confirm its join (it then keeps restarting as a joining member, which is safe).
+const JOIN_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts to add a removed member back at the heal.
 const ADD_ATTEMPTS: usize = 5;
 

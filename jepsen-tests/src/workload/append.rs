@@ -4,8 +4,9 @@
 //! Each key holds a comma-separated list of integers. A transaction is 1–4 micro-operations
 //! on a few active keys: append a unique value, or read the list. It runs as:
 //!
-//! 1. one `Txn` of `Range`s over every key it touches: an atomic snapshot with each key's
-//!    `mod_revision` (a failure here is `fail`: nothing was written);
+//! 1. one `Txn` of `Range`s over every key it touches (a plain `Range` for a single key, so
+//!    the store's read path is tested too): an atomic snapshot with each key's `mod_revision`
+//!    (a failure here is `fail`: nothing was written);
 //! 2. read-only: done, the reads are the snapshot. Otherwise one guarded `Txn`:
 //!    `If(mod_revision(k) == seen for every touched key) Then(Put new lists)`. A failed guard
 //!    is `fail` (no effect); an error is classified (`fail` or `info`).
@@ -18,7 +19,7 @@ use super::Context;
 use crate::checks::append::{render_txn, Micro};
 use crate::client::{self, Outcome};
 use crate::history::{Completion, Recorder};
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -177,18 +178,25 @@ async fn transact(client: &mut Client, micros: Vec<Micro>) -> Outcome<Vec<Micro>
 }
 
 async fn read_snapshot(client: &mut Client, keys: &[String]) -> Outcome<Snapshot> {
-    let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
-    let response = match client::run(client.txn(Txn::new().and_then(gets))).await {
-        Outcome::Ok(r) => r,
-        Outcome::Fail(e) => return Outcome::Fail(e),
-        Outcome::Unknown(e) => return Outcome::Unknown(e),
+    let found = match keys {
+        // One key: a plain Range, atomic by itself. It takes the store's read path (read
+        // index); skiff-store proposes every Txn through Raft, even a read-only one, so a
+        // workload that reads only through Txns never tests linearizable reads (and cannot
+        // catch `--unsafe-local-reads`).
+        [key] => match client::run(client.get(key.as_str(), None)).await {
+            Outcome::Ok(r) => vec![r.kvs().first().cloned()],
+            Outcome::Fail(e) => return Outcome::Fail(e),
+            Outcome::Unknown(e) => return Outcome::Unknown(e),
+        },
+        _ => match read_txn(client, keys).await {
+            Outcome::Ok(found) => found,
+            Outcome::Fail(e) => return Outcome::Fail(e),
+            Outcome::Unknown(e) => return Outcome::Unknown(e),
+        },
     };
     let mut snapshot = Snapshot::new();
-    for (key, op) in keys.iter().zip(response.op_responses()) {
-        let TxnOpResponse::Get(get) = op else {
-            return Outcome::Fail("a Range in the snapshot txn answered with another type".into());
-        };
-        let entry = match get.kvs().first() {
+    for (key, kv) in keys.iter().zip(found) {
+        let entry = match kv {
             None => (Vec::new(), 0),
             Some(kv) => match decode(kv.value()) {
                 Some(list) => (list, kv.mod_revision()),
@@ -198,6 +206,24 @@ async fn read_snapshot(client: &mut Client, keys: &[String]) -> Outcome<Snapshot
         snapshot.insert(key.clone(), entry);
     }
     Outcome::Ok(snapshot)
+}
+
+/// Reads `keys` atomically with one `Txn` of `Range`s: each key's pair, `None` if absent.
+async fn read_txn(client: &mut Client, keys: &[String]) -> Outcome<Vec<Option<KeyValue>>> {
+    let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+    let response = match client::run(client.txn(Txn::new().and_then(gets))).await {
+        Outcome::Ok(r) => r,
+        Outcome::Fail(e) => return Outcome::Fail(e),
+        Outcome::Unknown(e) => return Outcome::Unknown(e),
+    };
+    let mut found = Vec::with_capacity(keys.len());
+    for op in response.op_responses() {
+        let TxnOpResponse::Get(get) = op else {
+            return Outcome::Fail("a Range in the snapshot txn answered with another type".into());
+        };
+        found.push(get.kvs().first().cloned());
+    }
+    Outcome::Ok(found)
 }
 
 fn encode(list: &[i64]) -> String {

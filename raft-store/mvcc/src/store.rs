@@ -66,6 +66,9 @@ impl Mvcc {
         let live = dirs::read_current(dir)?;
         dirs::remove_stale(dir, &live)?;
         let engine = Engine::open(&dir.join(&live), &opts)?;
+        // RocksDB creates a missing live directory but never fsyncs its parent; without this
+        // a power cut could drop the directory entry and with it every flushed table.
+        dirs::sync_dir(dir)?;
         finish_pending_compaction(&engine, &opts)?;
         let index = KeyIndex::build(&engine.latest_view_unindexed())?;
         Ok(Mvcc {

@@ -7,13 +7,15 @@
 //! - A data dir made by `skiff-store snapshot restore` carries the ids and the initial
 //!   membership of the new cluster it seeds (`bootstrap`).
 //!
-//! The first answer is written to `member/identity.json` (temp file, fsync, rename), and
+//! The first answer is written to `member/identity.json` (temp file, fsync, rename, and every
+//! directory entry on the way fsynced) before the member starts Raft or answers any peer, and
 //! every later start uses that file, so flags cannot change a member's identity.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use skiff_wal::durable;
 
 use super::membership::ClusterInfo;
 use crate::config::{ClusterState, Config};
@@ -96,7 +98,10 @@ pub fn load(data_dir: &Path) -> Result<Option<Identity>, IdentityError> {
     }
 }
 
-/// Writes the identity file durably.
+/// Writes the identity file durably: the data dir and `member/` are created with their
+/// directory entries fsynced (a lost `member/` entry would make the member forget its id
+/// after a power cut), then the file is written to a temporary name, fsynced, renamed and its
+/// directory fsynced. Once this returns the identity survives a crash.
 pub fn store(data_dir: &Path, id: &Identity) -> Result<(), IdentityError> {
     let path = identity_path(data_dir);
     let io = |what| {
@@ -104,20 +109,9 @@ pub fn store(data_dir: &Path, id: &Identity) -> Result<(), IdentityError> {
         move |source| IdentityError::Io { what, path, source }
     };
     let dir = path.parent().expect("identity file has a parent");
-    std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
-    let tmp = path.with_extension("json.tmp");
+    durable::create_dir_all(dir).map_err(io("create the directory of"))?;
     let bytes = serde_json::to_vec_pretty(id).expect("an identity serializes");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io("create"))?;
-        f.write_all(&bytes).map_err(io("write"))?;
-        f.sync_all().map_err(io("sync"))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io("rename into"))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync the directory of"))?;
-    Ok(())
+    durable::write_file(&path, &bytes).map_err(io("write"))
 }
 
 /// Settles this member's identity: the stored one, else derived (new cluster) or looked up
@@ -177,7 +171,15 @@ async fn discover(cfg: &Config) -> Result<Identity, IdentityError> {
                 .call::<_, ClusterInfo>(PeerMethod::ListMembers, &(), LIST_CALL_TIMEOUT)
                 .await
             {
-                Ok(info) => return find_self(cfg, info),
+                // A peer that has not caught up with the MemberAdd yet does not list this
+                // member; another peer (or the same one a little later) will.
+                Ok(info) => match find_self(cfg, info) {
+                    Ok(id) => return Ok(id),
+                    Err(e) => {
+                        tracing::debug!(peer = %peer, error = %e, "peer does not list this member yet");
+                        last_error = format!("{peer}: {e}");
+                    }
+                },
                 Err(e) => {
                     tracing::debug!(peer = %peer, error = %e, "member list lookup failed");
                     last_error = format!("{peer}: {e}");
@@ -187,7 +189,7 @@ async fn discover(cfg: &Config) -> Result<Identity, IdentityError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(IdentityError::Join(format!(
-        "no member of --initial-cluster answered within {DISCOVERY_TIMEOUT:?} (last error: {last_error})"
+        "no member of --initial-cluster listed this member within {DISCOVERY_TIMEOUT:?} (last error: {last_error})"
     )))
 }
 

@@ -164,11 +164,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     cfg.member_id = ident.member_id;
     cfg.cluster_id = ident.cluster_id;
     let member_dir = cfg.data_dir.join("member");
-    std::fs::create_dir_all(&member_dir)
-        .with_context(|| format!("failed to create {}", member_dir.display()))?;
+    // Each created level's directory entry is fsynced: a state machine directory lost in a
+    // power cut would be recreated empty behind a Raft log that says it was applied.
+    let kv_dir = member_dir.join("kv");
+    skiff_wal::durable::create_dir_all(&kv_dir)
+        .with_context(|| format!("failed to create {}", kv_dir.display()))?;
     let mvcc = Arc::new(
-        Mvcc::open(&member_dir.join("kv"), MvccOptions::default())
-            .context("failed to open the MVCC store")?,
+        Mvcc::open(&kv_dir, MvccOptions::default()).context("failed to open the MVCC store")?,
     );
     let sync = if cfg.unsafe_no_fsync {
         SyncMode::NoSync

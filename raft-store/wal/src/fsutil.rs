@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::durable;
 use crate::record::{self, Record, SegmentHeader};
 use crate::segments::{segment_file_name, TEMP_SUFFIX};
 use crate::WalError;
@@ -16,9 +17,7 @@ const LOCK_FILE_NAME: &str = "LOCK";
 /// Makes creations, renames and deletions of files in `dir` durable: on Linux a new or removed
 /// name is only persisted once the directory itself is fsynced.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| WalError::io("fsync directory", dir, e))
+    durable::sync_dir(dir).map_err(|e| WalError::io("fsync directory", dir, e))
 }
 
 /// Creates segment `seq` with its header record and returns the open file (positioned at its

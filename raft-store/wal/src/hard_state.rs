@@ -19,8 +19,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::fsutil;
 use crate::WalError;
+use crate::{durable, fsutil};
 
 /// Name of the hard-state file inside the WAL directory.
 pub const HARD_STATE_FILE_NAME: &str = "hardstate";
@@ -50,7 +50,7 @@ pub struct HardStateFile {
 impl HardStateFile {
     /// Uses `<dir>/hardstate`, creating `dir` if needed. Nothing is read until [`Self::load`].
     pub fn open(dir: &Path) -> Result<HardStateFile, WalError> {
-        fs::create_dir_all(dir).map_err(|e| WalError::io("create WAL directory", dir, e))?;
+        durable::create_dir_all(dir).map_err(|e| WalError::io("create WAL directory", dir, e))?;
         Ok(HardStateFile {
             dir: dir.to_path_buf(),
             path: dir.join(HARD_STATE_FILE_NAME),

@@ -19,6 +19,7 @@
 //!  record.rs     pure: record framing (encode/decode, CRC32C)
 //!  segments.rs   pure: segment file names, which segments a purge may delete
 //!  hard_state.rs HardStateFile: atomically replaced vote / purge-point file
+//!  durable.rs    crash-safe directory and small-file creation (also used by skiff-store)
 //!  options.rs    WalOptions, SyncMode     stats.rs  WalStats counters     error.rs  WalError
 //! ```
 //!
@@ -66,6 +67,7 @@
 
 #![warn(missing_docs)]
 
+pub mod durable;
 mod error;
 mod fsutil;
 mod hard_state;

@@ -16,19 +16,18 @@
 //! requires appended entries to be readable as soon as `append` returns, and only uses the
 //! callback to learn durability (it never counts an entry towards a quorum before that).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 
-use crate::fsutil;
 use crate::memlog::MemLog;
 use crate::options::WalOptions;
 use crate::record::MAX_ENTRY_BYTES;
 use crate::recovery::{self, RecoveryReport};
 use crate::stats::{Stats, WalStats};
 use crate::writer::{self, Reply, Request, Writer, MAX_QUEUED_REQUESTS};
+use crate::{durable, fsutil};
 use crate::{DoneCallback, Payload, WalError};
 
 /// State shared by the handle and the writer thread.
@@ -342,16 +341,9 @@ fn send(sender: &SyncSender<Request>, request: Request) {
     }
 }
 
-/// Creates `dir` if needed and makes its creation durable.
+/// Creates `dir` if needed and makes its creation durable (every created level).
 fn create_dir(dir: &Path) -> Result<(), WalError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|e| WalError::io("create WAL directory", dir, e))?;
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => fsutil::sync_dir(parent),
-        _ => Ok(()),
-    }
+    durable::create_dir_all(dir).map_err(|e| WalError::io("create WAL directory", dir, e))
 }
 
 // A poisoned lock means a thread panicked while changing the WAL's state, i.e. an invariant
