@@ -45,6 +45,10 @@ fn mask(c: &Cluster, text: &str) -> String {
         t = t.replace(&format!(":{}", m.peer_port), &format!(":P{i}"));
         t = t.replace(&format!(":{}", m.client_port), &format!(":C{i}"));
     }
+    // etcdctl prints "Member %16x added to cluster %16x": an id below 2^60 is padded with
+    // spaces to 16 characters, so the padding goes with the id.
+    let padded = Regex::new(r" +[0-9a-f]{13,16}\b").unwrap();
+    t = padded.replace_all(&t, " <ID>").into_owned();
     let ids = Regex::new(r"\b[0-9a-f]{13,16}\b").unwrap();
     t = ids.replace_all(&t, "<ID>").into_owned();
     let ic = Regex::new(r#"ETCD_INITIAL_CLUSTER="([^"]*)""#).unwrap();
