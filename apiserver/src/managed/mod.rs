@@ -157,12 +157,15 @@ pub fn track_update(
     new: &mut Value,
     who: &Actor<'_>,
 ) {
-    let stored = old.map(entries).unwrap_or_default();
-    let sent = new["metadata"].get("managedFields").cloned();
-    let base = match (&sent, old) {
-        (Some(s), Some(o)) if Some(s) != o["metadata"].get("managedFields") => entries(new),
-        (Some(_), None) => entries(new),
-        _ => stored,
+    let sent_own = match (new["metadata"].get("managedFields"), old) {
+        (Some(sent), Some(o)) => Some(sent) != o["metadata"].get("managedFields"),
+        (sent, None) => sent.is_some(),
+        (None, Some(_)) => false,
+    };
+    let base = if sent_own {
+        entries(new)
+    } else {
+        old.map(entries).unwrap_or_default()
     };
     let schema = schema(res);
     let part = part(res, scope);
