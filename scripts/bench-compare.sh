@@ -15,7 +15,9 @@
 #   --only    run only these workloads (names as in the table's first column); the
 #             1M-key load runs only when `load` is listed (or --only is absent)
 #   --keep    keep the clusters' data dirs (printed at the end)
-# Environment: BENCH_DIR (default /var/tmp) holds both clusters' data dirs.
+# Environment: BENCH_DIR (default /var/tmp) holds both clusters' data dirs; SKIFF_STORE_BIN
+# (default target/release/skiff-store) runs another skiff-store build, to compare builds
+# through their ratios to the same etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -135,7 +137,7 @@ fi
 kv=(--key-size 8 --val-size 256 --key-space-size 100000)
 
 start_cluster etcd /usr/bin/etcd $ETCD_BASE
-start_cluster skiff target/release/skiff-store $SKIFF_BASE
+start_cluster skiff "${SKIFF_STORE_BIN:-target/release/skiff-store}" $SKIFF_BASE
 for base in $ETCD_BASE $SKIFF_BASE; do
   ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$base" put bench-range-key "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
 done

@@ -2,6 +2,8 @@
 //! MVCC state machine on RocksDB.
 //!
 //! Crate map:
+//! - [`batched_io`]: a socket wrapper that gathers writes until a flush, used on the
+//!   client port and by `skiff-bench`'s connections.
 //! - [`bench`]: the engine of `skiff-bench`, an etcd-benchmark-like load generator for any
 //!   etcd v3 endpoint set (workloads, pacing, latency histograms, reports).
 //! - [`config`]: etcd's flags and the validated member configuration.
@@ -17,6 +19,7 @@
 //! (segmented, CRC-framed, group-committed log) and `skiff-mvcc` (etcd's revision model on
 //! RocksDB).
 
+pub mod batched_io;
 pub mod bench;
 pub mod config;
 pub mod raft;

@@ -3,10 +3,18 @@
 //! Each connection is its own `etcd_client::Client` holding one endpoint, so it is one
 //! HTTP/2 connection: connection `i` goes to endpoint `i mod len(endpoints)` (as etcd's
 //! benchmark spreads them), or every connection goes to the leader with `--target-leader`.
+//! The connection is a plain tonic channel over a [`BatchedWrites`] socket: the requests
+//! the client tasks sharing a connection send at the same moment leave in one write, as
+//! grpc-go's writer (etcd's own benchmark tool) gathers them.
+
+use std::io;
 
 use etcd_client::Client;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Endpoint, Uri};
 
 use super::BenchError;
+use crate::batched_io::BatchedWrites;
 
 /// `http://` is added to endpoints given as `host:port`.
 pub fn normalise(endpoint: &str) -> String {
@@ -20,12 +28,30 @@ pub fn normalise(endpoint: &str) -> String {
 /// Connects to one endpoint. The client connects lazily, so this only fails on a malformed
 /// endpoint; [`open`] also makes a first request.
 pub async fn connect_one(endpoint: &str) -> Result<Client, BenchError> {
-    Client::connect([normalise(endpoint)], None)
+    let url = normalise(endpoint);
+    let ep = Endpoint::from_shared(url)
+        .map_err(|e| BenchError::InvalidOptions(format!("endpoint {endpoint:?}: {e}")))?;
+    let channel = ep.connect_with_connector_lazy(tower::service_fn(dial));
+    Client::from_channel(etcd_client::Channel::Tonic(channel), None)
         .await
         .map_err(|source| BenchError::Connect {
             endpoint: endpoint.to_string(),
             source,
         })
+}
+
+/// Opens the TCP connection under a channel: Nagle off, writes batched until a flush.
+async fn dial(uri: Uri) -> io::Result<TokioIo<BatchedWrites<tokio::net::TcpStream>>> {
+    let authority = uri.authority().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("no host:port in {uri}"),
+        )
+    })?;
+    let port = authority.port_u16().unwrap_or(2379);
+    let stream = tokio::net::TcpStream::connect((authority.host(), port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(TokioIo::new(BatchedWrites::new(stream)))
 }
 
 /// Connects to one endpoint and makes one Status request, so the HTTP/2 connection is up

@@ -2,8 +2,10 @@
 //! and the same connection used to forward client requests to the leader.
 //!
 //! One lazily connected tonic channel per peer, shared by Raft replication and forwarding.
-//! A peer that cannot be reached is reported to openraft as `Unreachable`, which makes it
-//! back off instead of retrying in a tight loop.
+//! AppendEntries, the one RPC sent for every write (twice: the entries, then the new commit
+//! index), goes over a long-lived `AppendStream` per follower ([`AppendStream`]) instead of
+//! one HTTP/2 request each. A peer that cannot be reached is reported to openraft as
+//! `Unreachable`, which makes it back off instead of retrying in a tight loop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::pb::peer_client::PeerClient;
@@ -162,6 +165,84 @@ impl PeerConn {
         };
         decode(&resp.into_inner().data).map_err(|source| PeerError::Decode { method, source })
     }
+
+    /// Opens a replication stream to this peer (`Peer.AppendStream`).
+    async fn open_append_stream(&self) -> Result<AppendStream, PeerError> {
+        let (tx, rx) = mpsc::channel(APPEND_STREAM_QUEUE);
+        let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut c = self.client.clone();
+        let resp = c
+            .append_stream(request)
+            .await
+            .map_err(|status| PeerError::Transport {
+                method: PeerMethod::AppendEntries,
+                status,
+            })?;
+        Ok(AppendStream {
+            tx,
+            rx: resp.into_inner(),
+            next_seq: 0,
+        })
+    }
+}
+
+/// Messages queued on a replication stream's send side; openraft 0.9 has one AppendEntries
+/// in flight per follower, so one would do.
+const APPEND_STREAM_QUEUE: usize = 4;
+
+/// The leader's end of one replication stream to a follower: request `n` is
+/// `(n, AppendEntriesRequest)`, and the follower answers `(n, result)` in order. Any
+/// failure or timeout drops the stream (the next call opens a new one), so an answer that
+/// arrives late can never be taken for the answer to a later request.
+struct AppendStream {
+    tx: mpsc::Sender<Blob>,
+    rx: tonic::Streaming<Blob>,
+    next_seq: u64,
+}
+
+type AppendResult = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
+
+impl AppendStream {
+    /// Sends one request and waits for its answer until `deadline`.
+    async fn call(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        deadline: tokio::time::Instant,
+    ) -> Result<AppendResult, PeerError> {
+        let method = PeerMethod::AppendEntries;
+        let transport = |status| PeerError::Transport { method, status };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let msg = Blob {
+            data: encode(&(seq, rpc)),
+        };
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| transport(tonic::Status::unavailable("replication stream closed")))?;
+        let answer = match tokio::time::timeout_at(deadline, self.rx.message()).await {
+            Err(_) => {
+                return Err(transport(tonic::Status::deadline_exceeded(
+                    "peer call timed out",
+                )))
+            }
+            Ok(Err(status)) => return Err(transport(status)),
+            Ok(Ok(None)) => {
+                return Err(transport(tonic::Status::unavailable(
+                    "replication stream ended",
+                )))
+            }
+            Ok(Ok(Some(m))) => m,
+        };
+        let (got, result): (u64, AppendResult) =
+            decode(&answer.data).map_err(|source| PeerError::Decode { method, source })?;
+        if got != seq {
+            return Err(transport(tonic::Status::internal(format!(
+                "replication stream answered request {got} while waiting for {seq}"
+            ))));
+        }
+        Ok(result)
+    }
 }
 
 /// Connections to every peer this member talks to, keyed by member id.
@@ -212,6 +293,8 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
             peers: self.clone(),
             target,
             conn: self.get(target, node).map_err(|e| e.to_string()),
+            stream: None,
+            unary_appends: false,
         }
     }
 }
@@ -221,11 +304,34 @@ pub struct RaftPeer {
     peers: Peers,
     target: u64,
     conn: Result<PeerConn, String>,
+    /// The replication stream, opened on the first AppendEntries.
+    stream: Option<AppendStream>,
+    /// The peer does not serve `AppendStream` (an older binary): use unary AppendEntries.
+    unary_appends: bool,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<u64, MemberNode, RaftError<u64, E>>;
 
 impl RaftPeer {
+    fn conn<E: std::error::Error>(&self) -> Result<PeerConn, RpcErr<E>> {
+        self.conn
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))
+    }
+
+    /// openraft's error for a failed call; records the contact when the peer answered.
+    fn finish<Resp, E: std::error::Error>(
+        &self,
+        res: Result<Result<Resp, RaftError<u64, E>>, PeerError>,
+    ) -> Result<Resp, RpcErr<E>> {
+        let res = res.map_err(|e| match &e {
+            PeerError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        })?;
+        self.peers.record_contact(self.target);
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
     async fn rpc<Req, Resp, E>(
         &self,
         method: PeerMethod,
@@ -237,18 +343,36 @@ impl RaftPeer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let conn = self.conn.as_ref().map_err(|e| {
-            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))
-        })?;
-        let res: Result<Resp, RaftError<u64, E>> = conn
-            .call(method, req, opt.hard_ttl())
-            .await
-            .map_err(|e| match &e {
-                PeerError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-                _ => RPCError::Network(NetworkError::new(&e)),
-            })?;
-        self.peers.record_contact(self.target);
-        res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let conn = self.conn()?;
+        self.finish(conn.call(method, req, opt.hard_ttl()).await)
+    }
+
+    /// AppendEntries over the replication stream (opened if needed), dropping the stream on
+    /// any failure.
+    async fn append_streamed(
+        &mut self,
+        conn: &PeerConn,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        ttl: Duration,
+    ) -> Result<AppendResult, PeerError> {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let mut stream = match self.stream.take() {
+            Some(s) => s,
+            None => match tokio::time::timeout_at(deadline, conn.open_append_stream()).await {
+                Ok(s) => s?,
+                Err(_) => {
+                    return Err(PeerError::Transport {
+                        method: PeerMethod::AppendEntries,
+                        status: tonic::Status::deadline_exceeded(
+                            "opening the replication stream timed out",
+                        ),
+                    })
+                }
+            },
+        };
+        let result = stream.call(rpc, deadline).await?;
+        self.stream = Some(stream);
+        Ok(result)
     }
 }
 
@@ -280,7 +404,24 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
                 PayloadTooLarge::new_entries_hint(fit),
             ));
         }
-        self.rpc(PeerMethod::AppendEntries, &rpc, &option).await
+        let conn = self.conn()?;
+        let ttl = option.hard_ttl();
+        let mut res = if self.unary_appends {
+            conn.call(PeerMethod::AppendEntries, &rpc, ttl).await
+        } else {
+            self.append_streamed(&conn, &rpc, ttl).await
+        };
+        if let Err(PeerError::Transport { status, .. }) = &res {
+            if status.code() == tonic::Code::Unimplemented {
+                tracing::info!(
+                    peer = self.target,
+                    "peer has no replication stream; using unary AppendEntries"
+                );
+                self.unary_appends = true;
+                res = conn.call(PeerMethod::AppendEntries, &rpc, ttl).await;
+            }
+        }
+        self.finish(res)
     }
 
     async fn install_snapshot(

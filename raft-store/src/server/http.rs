@@ -2,6 +2,7 @@
 //! `/metrics` share each `--listen-client-urls` port, as in etcd (HTTP/2 gRPC and HTTP/1.1
 //! are told apart per connection).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +13,20 @@ use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+
 use super::Node;
+use crate::batched_io::BatchedWrites;
 
 /// Slack etcd adds to `--max-request-bytes` for gRPC framing; larger messages are refused
 /// by the gRPC layer before a handler sees them.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How long `/health` waits for a linearizable read before reporting unhealthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept` (for example out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Binds every client listener and serves it in the background.
 pub async fn serve_clients(node: Arc<Node>) -> anyhow::Result<()> {
@@ -34,13 +42,38 @@ pub async fn serve_clients(node: Arc<Node>) -> anyhow::Result<()> {
         } else {
             http_router(node.clone())
         };
+        tokio::spawn(accept_loop(listener, app, addr));
+    }
+    Ok(())
+}
+
+/// Serves every connection `listener` accepts with `app` (gRPC over HTTP/2 and HTTP/1.1
+/// on one port). Unlike `axum::serve` it turns Nagle off, as gRPC servers do, and batches
+/// each connection's writes ([`BatchedWrites`]): the replies of one Raft batch leave in one
+/// write instead of one each.
+async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, addr: SocketAddr) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, %addr, "accepting a client connection failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
+        }
+        let svc = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, %addr, "client listener stopped");
+            let io = TokioIo::new(BatchedWrites::new(stream));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+                tracing::debug!(error = %e, %peer, "client connection ended with an error");
             }
         });
     }
-    Ok(())
 }
 
 fn grpc_router(node: &Arc<Node>) -> axum::Router {

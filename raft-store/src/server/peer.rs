@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::{Request, Response, Status};
+use futures::Stream;
+use openraft::raft::AppendEntriesRequest;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::membership::{self, ClusterInfo, MemberOp};
 use super::proposer::ProposeError;
@@ -13,7 +15,7 @@ use super::transfer;
 use super::Node;
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::Blob;
-use crate::raft::{decode, encode, Command};
+use crate::raft::{decode, encode, Command, TypeConfig};
 
 /// Serves the peer service on every `--listen-peer-urls` address.
 pub async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
@@ -52,11 +54,55 @@ fn reply<T: serde::Serialize>(v: &T) -> Result<Response<Blob>, Status> {
     Ok(Response::new(Blob { data: encode(v) }))
 }
 
+type AppendStream = std::pin::Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
+
+/// Answers the requests of one replication stream in order (see `network::AppendStream`):
+/// each `(seq, request)` gets `(seq, result)`. The stream ends when the leader closes it;
+/// an undecodable message ends it with an error.
+fn serve_append_stream(node: Arc<Node>, inbound: Streaming<Blob>) -> AppendStream {
+    Box::pin(futures::stream::unfold(
+        Some((node, inbound)),
+        |state| async move {
+            let (node, mut inbound) = state?;
+            let blob = match inbound.message().await {
+                Ok(Some(b)) => b,
+                Ok(None) => return None,
+                Err(e) => return Some((Err(e), None)),
+            };
+            let (seq, rpc): (u64, AppendEntriesRequest<TypeConfig>) = match decode(&blob.data) {
+                Ok(m) => m,
+                Err(e) => {
+                    let status =
+                        Status::invalid_argument(format!("undecodable append stream message: {e}"));
+                    return Some((Err(status), None));
+                }
+            };
+            let r = node.raft.append_entries(rpc).await;
+            let out = Blob {
+                data: encode(&(seq, r)),
+            };
+            Some((Ok(out), Some((node, inbound))))
+        },
+    ))
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let r = self.node.raft.append_entries(arg(req)?).await;
         reply(&r)
+    }
+
+    type AppendStreamStream = AppendStream;
+
+    async fn append_stream(
+        &self,
+        req: Request<Streaming<Blob>>,
+    ) -> Result<Response<AppendStream>, Status> {
+        Ok(Response::new(serve_append_stream(
+            self.node.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
