@@ -78,13 +78,14 @@ fn watch_session(c: &Cluster) -> String {
         limit,
         lines(2),
     ));
-    // A range [bar, foo0): bar's put and delete, foo's events, not foo/...
+    // A range [bar, foo0): every key written here ('/' sorts below '0', so foo/... too):
+    // eight events of three lines each.
     t += "## watch bar foo0 --rev 1\n";
     t += &etcdctl_until(
         &ep,
         &["watch", "bar", "foo0", "--rev", "1"],
         limit,
-        lines(15),
+        lines(24),
     );
     // A future revision: the watch waits, then sees the put made after it started.
     t += "## watch foo --rev 8 (live)\n";

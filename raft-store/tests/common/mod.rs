@@ -486,7 +486,14 @@ pub fn etcdctl_until(
     let _ = child.wait();
     let _ = reader.join();
     let err = err_reader.join().unwrap_or_default();
-    let mut s = String::from_utf8_lossy(&out).into_owned();
+    // etcdctl prints a DELETE event's empty value as an empty line; whether the last one
+    // arrived before `done` held and the process was killed is timing, not behaviour.
+    let mut s = String::from_utf8_lossy(&out)
+        .trim_end_matches('\n')
+        .to_string();
+    if !s.is_empty() {
+        s.push('\n');
+    }
     if !err.trim().is_empty() {
         s.push_str("--- stderr ---\n");
         s.push_str(&err);
