@@ -312,6 +312,8 @@ pub struct RaftPeer {
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<u64, MemberNode, RaftError<u64, E>>;
 
+// The helpers below return openraft's own error type, which `RaftNetwork` requires as is.
+#[allow(clippy::result_large_err)]
 impl RaftPeer {
     fn conn<E: std::error::Error>(&self) -> Result<PeerConn, RpcErr<E>> {
         self.conn
