@@ -107,6 +107,12 @@ impl PeerError {
     }
 }
 
+/// HTTP/2 flow-control window of peer connections, both directions. h2's default of 64 KiB
+/// is smaller than one AppendEntries under load (up to `MAX_APPEND_BYTES`): the sender then
+/// stops mid-message until the receiver's WINDOW_UPDATE arrives, an extra round trip inside
+/// every replication round.
+pub const PEER_WINDOW_BYTES: u32 = 8 << 20;
+
 /// A connection to one peer.
 #[derive(Clone)]
 pub struct PeerConn {
@@ -122,6 +128,8 @@ impl PeerConn {
             .map_err(|e| PeerError::BadUrl(url.clone(), e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .initial_stream_window_size(PEER_WINDOW_BYTES)
+            .initial_connection_window_size(PEER_WINDOW_BYTES)
             .http2_keep_alive_interval(Duration::from_secs(10));
         let client = PeerClient::new(ep.connect_lazy())
             .max_decoding_message_size(usize::MAX)

@@ -68,7 +68,14 @@ pub struct MemberAttrs {
     pub client_urls: Vec<String>,
 }
 
-/// The replicated state machine of one member.
+/// Commands in one `apply` call from which the work moves off the Raft thread. Below it,
+/// the hand-off to another thread and back would cost more than the apply itself (a single
+/// put applies in tens of microseconds).
+const OFFLOAD_APPLY_COMMANDS: usize = 64;
+
+/// The replicated state machine of one member. Clones share everything (a clone applies
+/// a large batch on a blocking thread, see `apply`).
+#[derive(Clone)]
 pub struct StateMachine {
     mvcc: Arc<Mvcc>,
     observer: Arc<dyn ApplyObserver>,
@@ -355,6 +362,45 @@ impl StateMachine {
             body: encode_response(resp),
         }
     }
+
+    /// Applies `entries` as one write group: one RocksDB batch (and one key index update)
+    /// for everything openraft hands over at once, instead of one per command.
+    fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<RaftResponse>, StorageError<u64>> {
+        let start = std::time::Instant::now();
+        let mvcc = self.mvcc.clone();
+        let mut group = mvcc.write_group();
+        let mut steps: Vec<Vec<Step>> = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let applied = encode(&Some(log_id));
+            match entry.payload {
+                EntryPayload::Blank => {
+                    apply_meta_only(&mut group, &[(META_APPLIED, &applied)])?;
+                    steps.push(Vec::new());
+                }
+                EntryPayload::Membership(m) => {
+                    let stored = encode(&StoredMembership::new(Some(log_id), m));
+                    apply_meta_only(
+                        &mut group,
+                        &[(META_APPLIED, &applied), (META_MEMBERSHIP, &stored)],
+                    )?;
+                    steps.push(Vec::new());
+                }
+                EntryPayload::Normal(req) => steps.push(self.apply_batch(&mut group, log_id, req)?),
+            }
+        }
+        group.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        if let Some((seconds, commands)) = &self.timers {
+            seconds.observe(start.elapsed().as_secs_f64());
+            commands.observe(steps.iter().map(Vec::len).sum::<usize>() as f64);
+        }
+        Ok(steps
+            .into_iter()
+            .map(|entry| RaftResponse {
+                results: entry.into_iter().map(|step| self.finish(step)).collect(),
+            })
+            .collect())
+    }
 }
 
 /// A command of a write group: decided (its result is reported once the group commits) or
@@ -422,48 +468,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        // One write group for everything openraft hands over at once: one RocksDB batch
-        // (and one key index update) instead of one per command.
-        let start = std::time::Instant::now();
-        let mvcc = self.mvcc.clone();
-        let mut group = mvcc.write_group();
-        let mut steps: Vec<Vec<Step>> = Vec::new();
-        for entry in entries {
-            let log_id = entry.log_id;
-            let applied = encode(&Some(log_id));
-            match entry.payload {
-                EntryPayload::Blank => {
-                    apply_meta_only(&mut group, &[(META_APPLIED, &applied)])?;
-                    steps.push(Vec::new());
-                }
-                EntryPayload::Membership(m) => {
-                    let stored = encode(&StoredMembership::new(Some(log_id), m));
-                    apply_meta_only(
-                        &mut group,
-                        &[(META_APPLIED, &applied), (META_MEMBERSHIP, &stored)],
-                    )?;
-                    steps.push(Vec::new());
-                }
-                EntryPayload::Normal(req) => steps.push(self.apply_batch(&mut group, log_id, req)?),
-            }
-        }
-        group.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        if let Some((seconds, commands)) = &self.timers {
-            seconds.observe(start.elapsed().as_secs_f64());
-            commands.observe(steps.iter().map(Vec::len).sum::<usize>() as f64);
-        }
-        Ok(steps
-            .into_iter()
-            .map(|entry| RaftResponse {
-                results: entry.into_iter().map(|step| self.finish(step)).collect(),
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let commands: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(req) => req.cmds.len(),
+                _ => 1,
             })
-            .collect())
+            .sum();
+        if commands < OFFLOAD_APPLY_COMMANDS {
+            return self.apply_entries(entries);
+        }
+        // Raft's runtime is one thread (see `server::RaftRuntime`): a batch of thousands
+        // of puts takes milliseconds of RocksDB work, which would hold up heartbeats and
+        // replication, so it runs on a blocking thread while the Raft thread goes on.
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || sm.apply_entries(entries))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // The copy is taken here, on the apply task, so the data and the applied marker
-        // are from the same point: apply cannot run while this method runs.
-        let built = build_snapshot(&self.mvcc, self.last_applied(), self.membership());
+        // are from the same point: apply cannot run while this method runs. It runs on a
+        // blocking thread: copying a large store takes seconds, and the Raft thread must go
+        // on sending heartbeats meanwhile.
+        let (mvcc, applied, membership) =
+            (self.mvcc.clone(), self.last_applied(), self.membership());
+        let built = tokio::task::spawn_blocking(move || build_snapshot(&mvcc, applied, membership))
+            .await
+            .unwrap_or_else(|e| Err(sm_err(ErrorVerb::Read, e)));
         SnapshotBuilder {
             built: Some(built),
             current: self.current.clone(),

@@ -30,6 +30,8 @@ pub async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
         tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                .initial_stream_window_size(crate::raft::network::PEER_WINDOW_BYTES)
+                .initial_connection_window_size(crate::raft::network::PEER_WINDOW_BYTES)
                 .add_service(svc)
                 .serve_with_incoming(incoming)
                 .await
