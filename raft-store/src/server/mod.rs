@@ -297,7 +297,11 @@ struct RaftRuntime {
     handle: tokio::runtime::Handle,
     /// Dropped (closed) to stop the runtime's thread.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long stopping the Raft runtime waits for a blocking task (an apply, a snapshot copy).
+const RAFT_STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl RaftRuntime {
     fn start() -> anyhow::Result<RaftRuntime> {
@@ -307,17 +311,20 @@ impl RaftRuntime {
             .context("failed to start the raft runtime")?;
         let handle = rt.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
                 let _ = rt.block_on(stopped);
-                // Tasks still running (replication, peer connections) are dropped here.
-                rt.shutdown_background();
+                // Tasks still running (replication, peer connections) are dropped here, and
+                // a running apply may finish, before the process exits: RocksDB must not be
+                // in use while its static state is torn down.
+                rt.shutdown_timeout(RAFT_STOP_WAIT);
             })
             .context("failed to start the raft thread")?;
         Ok(RaftRuntime {
             handle,
             stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
@@ -329,6 +336,9 @@ impl RaftRuntime {
 impl Drop for RaftRuntime {
     fn drop(&mut self) {
         drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
