@@ -11,6 +11,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
@@ -84,7 +85,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
 
 /// A new WAL: one empty segment starting at index 0.
 fn fresh(dir: &Path) -> Result<Recovered, WalError> {
-    let (tail, tail_bytes) = fsutil::create_segment(dir, 0, 0)?;
+    // The writer preallocates the tail to its configured segment size.
+    let (tail, tail_bytes) = fsutil::create_segment(dir, 0, 0, 0)?;
     let mut segments = SegmentSet::default();
     segments.push(SegmentMeta::new(dir, 0, 0));
     Ok(Recovered {
@@ -138,20 +140,22 @@ fn replay_all(dir: &Path, found: &[SegmentMeta], first_index: u64) -> Result<Rec
         log: MemLog::empty_at(first_index),
         segments: SegmentSet::default(),
         torn_tail: None,
+        data_end: 0,
     };
     for (position, meta) in found.iter().enumerate() {
         let is_last = position + 1 == found.len();
         replay.segment(dir, meta, is_last)?;
     }
     let last = &found[found.len() - 1];
-    let tail = OpenOptions::new()
-        .append(true)
+    // Not O_APPEND: the file may be preallocated beyond its data, and appends continue
+    // where the data ends.
+    let mut tail = OpenOptions::new()
+        .write(true)
         .open(&last.path)
         .map_err(|e| WalError::io("open last segment", &last.path, e))?;
-    let tail_bytes = tail
-        .metadata()
-        .map_err(|e| WalError::io("stat last segment", &last.path, e))?
-        .len();
+    let tail_bytes = replay.data_end;
+    tail.seek(SeekFrom::Start(tail_bytes))
+        .map_err(|e| WalError::io("seek to the end of the last segment", &last.path, e))?;
     let index = *replay.log.index();
     let report = RecoveryReport {
         segments: found.len(),
@@ -177,6 +181,8 @@ struct Replay {
     log: MemLog,
     segments: SegmentSet,
     torn_tail: Option<TornTail>,
+    /// Where the data of the segment replayed last ends (its size, less unwritten space).
+    data_end: u64,
 }
 
 impl Replay {
@@ -200,7 +206,14 @@ impl Replay {
             self.apply(meta, *offset, record)?;
         }
         match scan.end {
-            ScanEnd::Clean => Ok(()),
+            ScanEnd::Clean => {
+                self.data_end = bytes.len() as u64;
+                Ok(())
+            }
+            ScanEnd::Unwritten { offset } => {
+                self.data_end = offset;
+                Ok(())
+            }
             ScanEnd::Corrupt { offset, reason } => {
                 Err(WalError::corrupt(&meta.path, offset, reason))
             }
@@ -208,7 +221,10 @@ impl Replay {
                 offset,
                 dropped_bytes,
                 cause,
-            } => self.cut_torn_tail(meta, offset, dropped_bytes, cause.to_string()),
+            } => {
+                self.data_end = offset;
+                self.cut_torn_tail(meta, offset, dropped_bytes, cause.to_string())
+            }
         }
     }
 
@@ -315,7 +331,9 @@ impl Replay {
 /// this is corruption, not a torn write.
 fn missing_header(meta: &SegmentMeta, end: &ScanEnd) -> WalError {
     let reason = match end {
-        ScanEnd::Clean => "the segment is empty: it has no header record".to_string(),
+        ScanEnd::Clean | ScanEnd::Unwritten { .. } => {
+            "the segment is empty: it has no header record".to_string()
+        }
         ScanEnd::TornTail { cause, .. } => format!("bad segment header: {cause}"),
         ScanEnd::Corrupt { reason, .. } => format!("bad segment header: {reason}"),
     };

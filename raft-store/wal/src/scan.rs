@@ -9,6 +9,11 @@
 //! Anything else — a bad record in an older segment, a bad record followed by a valid one, or a
 //! record whose CRC is valid but whose content is impossible — cannot come from a torn write and
 //! is reported as corruption, never repaired.
+//!
+//! Segments are preallocated (see `fsutil::create_segment`), so a segment normally ends with
+//! zeros: space never written. When everything from a record boundary to the end of the file
+//! is zero, the scan ends there cleanly ([`ScanEnd::Unwritten`]), in any segment: no record
+//! starts with zeros, and zeros to the end hold nothing that was ever acknowledged.
 
 use crate::record::{self, FrameError, Record, RECORD_HEADER_BYTES};
 
@@ -26,6 +31,12 @@ pub(crate) struct Scan<'a> {
 pub(crate) enum ScanEnd {
     /// Every byte belonged to a valid record.
     Clean,
+    /// Valid records up to `offset`, then only zeros to the end of the file: preallocated
+    /// space not written yet. Appends continue at `offset`.
+    Unwritten {
+        /// Where the zeros start.
+        offset: u64,
+    },
     /// The last segment ends with a torn write starting at `offset`.
     TornTail {
         /// Where the bad record starts; the file should be cut here.
@@ -73,6 +84,11 @@ fn classify_bad_record(bytes: &[u8], offset: usize, error: FrameError, is_last: 
         offset: offset as u64,
         reason,
     };
+    if error.is_framing() && bytes[offset..].iter().all(|&b| b == 0) {
+        return ScanEnd::Unwritten {
+            offset: offset as u64,
+        };
+    }
     if !error.is_framing() {
         return corrupt(format!(
             "{error} (its CRC is valid, so this is not a torn write)"
@@ -172,18 +188,30 @@ mod tests {
         }
     }
 
-    // Zero fill after the last record (preallocation, or a lost metadata update) is torn.
+    // Zero fill after the last record (preallocated space, or a lost metadata update) is
+    // unwritten space, in the last segment and in older ones; a torn record followed by
+    // zeros is still a torn tail.
     #[test]
-    fn trailing_zeros_are_torn() {
+    fn trailing_zeros_are_unwritten_space() {
         let (mut bytes, _) = segment(2);
         let end = bytes.len();
         bytes.resize(end + 4096, 0);
-        let scan = scan_segment(&bytes, true);
-        assert!(matches!(scan.end, ScanEnd::TornTail { offset, .. } if offset as usize == end));
+        for is_last in [true, false] {
+            let scan = scan_segment(&bytes, is_last);
+            assert_eq!(scan.end, ScanEnd::Unwritten { offset: end as u64 });
+            assert_eq!(scan.records.len(), 3);
+        }
+        let (mut torn, starts) = segment(2);
+        torn.truncate(starts[2] + 5);
+        torn.resize(torn.len() + 4096, 0);
+        let scan = scan_segment(&torn, true);
+        assert!(
+            matches!(scan.end, ScanEnd::TornTail { offset, .. } if offset as usize == starts[2]),
+            "{:?}",
+            scan.end
+        );
     }
 
-    // A damaged record with valid records after it is corruption even in the last segment,
-    // and a damaged record in an older segment is always corruption.
     #[test]
     fn damage_before_valid_data_is_corrupt() {
         let (mut bytes, starts) = segment(3);

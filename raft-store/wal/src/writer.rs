@@ -131,6 +131,11 @@ impl Writer {
         lock: File,
         shared: Arc<Shared>,
     ) -> Writer {
+        fsutil::preallocate(
+            &tail.file,
+            &tail.segments.current().path,
+            options.segment_bytes,
+        );
         Writer {
             dir,
             options,
@@ -154,8 +159,26 @@ impl Writer {
             let close = batch.iter().any(|r| matches!(r, Request::Close));
             self.process(batch);
             if close {
-                return;
+                break;
             }
+        }
+        self.trim_tail();
+    }
+
+    /// On close, gives back the current segment's unused preallocated space, so a closed WAL
+    /// takes only the disk its records need; the next open preallocates again. A failure only
+    /// costs disk space (recovery reads trailing zeros as unwritten space).
+    fn trim_tail(&mut self) {
+        if self.shared.failure.get().is_some() || !self.buffer.is_empty() {
+            return;
+        }
+        let path = &self.segments.current().path;
+        if let Err(error) = self
+            .file
+            .set_len(self.file_bytes)
+            .and_then(|()| self.file.sync_all())
+        {
+            tracing::warn!(file = %path.display(), %error, "could not trim the WAL segment on close");
         }
     }
 
@@ -247,9 +270,18 @@ impl Writer {
     fn rotate(&mut self) -> Result<(), WalError> {
         self.flush_buffer()?;
         self.sync()?;
+        // Give back the sealed segment's unused preallocated space. Not needed for recovery
+        // (zeros after the last record read as unwritten space in any segment), only for
+        // the disk.
+        let sealed = &self.segments.current().path;
+        self.file
+            .set_len(self.file_bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| WalError::io("trim sealed segment", sealed, e))?;
         let seq = self.segments.current().seq + 1;
         let first_index = self.index.next();
-        let (file, file_bytes) = fsutil::create_segment(&self.dir, seq, first_index)?;
+        let (file, file_bytes) =
+            fsutil::create_segment(&self.dir, seq, first_index, self.options.segment_bytes)?;
         self.file = file;
         self.file_bytes = file_bytes;
         self.segments
