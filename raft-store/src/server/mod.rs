@@ -45,8 +45,6 @@ use proposer::Proposer;
 use reads::ReadBarrier;
 use watch::hub::{HubLimits, WatchHub};
 
-/// How long a member that was removed from the cluster keeps serving before it stops.
-const REMOVED_DRAIN: Duration = Duration::from_millis(500);
 /// The etcd version this member reports. Kubernetes enables watch progress requests only
 /// for etcd >= 3.5.13, and skiff-store implements what that version offers clients.
 pub const ETCD_VERSION: &str = "3.5.17";
@@ -284,7 +282,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             // Requests in flight get their answers first: the `member remove` that removed
             // this member may have come through it (forwarded to the leader), and its
             // client waits for the reply that is on its way back over a peer connection.
-            tokio::time::sleep(REMOVED_DRAIN).await;
+            // etcd stops a removed member the same way, ten heartbeat intervals later.
+            tokio::time::sleep(node.cfg.heartbeat * 10).await;
         }
     }
     let _ = node.raft.shutdown().await;

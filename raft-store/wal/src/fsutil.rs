@@ -68,6 +68,9 @@ pub(crate) fn preallocate(file: &File, path: &Path, bytes: u64) {
     let Ok(len) = libc::off_t::try_from(bytes) else {
         return;
     };
+    if len == 0 {
+        return;
+    }
     // SAFETY: fallocate only reads the descriptor, which `file` keeps open for the call.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
     if rc != 0 {

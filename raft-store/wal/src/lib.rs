@@ -36,7 +36,8 @@
 //!   `segment_bytes` with `fallocate`, fsynced, renamed, and the directory fsynced. An
 //!   fdatasync inside preallocated space need not commit a new file size and block
 //!   allocation, which made it ~50-100 µs cheaper on the test machines (as in etcd, which
-//!   preallocates its segments too). The segment being written is trimmed on `close`.
+//!   preallocates its segments too). `open` preallocates the segment it resumes, and
+//!   `close` trims it again.
 //! * Every segment is a sequence of records framed as
 //!   `len u32 LE | crc32c u32 LE (over type + payload) | type u8 | payload[len]`:
 //!   - `1 Header   magic "SKIFFWAL", version u32 = 1, seq u64, first_index u64` — first record;
@@ -55,7 +56,8 @@
 //! # Torn tail and corruption
 //!
 //! Zeros from a record boundary to the end of a segment are preallocated space not written
-//! yet (no record starts with a zero byte): replay ends there cleanly and appends continue
+//! yet (zeros never decode as a record: no payload is empty and type 0 is invalid): replay
+//! ends there cleanly and appends continue
 //! at that offset. This holds in any segment; zeros followed by a valid record are corruption.
 //!
 //! A bad record in the **last** segment with no valid record anywhere after it (it is

@@ -68,7 +68,9 @@ pub(crate) struct Tail {
 }
 
 /// Replays the WAL in `dir` (which must exist), creating the first segment of a new WAL.
-pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
+/// The tail segment handed back is preallocated to `segment_bytes` (see
+/// [`fsutil::preallocate`]).
+pub(crate) fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovered, WalError> {
     let removed = fsutil::remove_temp_segments(dir)?;
     for path in &removed {
         tracing::info!(file = %path.display(), "removed a half-created WAL segment");
@@ -76,17 +78,16 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
     let found = list_segments(dir)?;
     check_sequence(&found)?;
     let mut recovered = match found.first() {
-        None => fresh(dir)?,
-        Some(first) => replay_all(dir, &found, first.first_index)?,
+        None => fresh(dir, segment_bytes)?,
+        Some(first) => replay_all(dir, &found, first.first_index, segment_bytes)?,
     };
     recovered.report.removed_temp_files = removed.len();
     Ok(recovered)
 }
 
 /// A new WAL: one empty segment starting at index 0.
-fn fresh(dir: &Path) -> Result<Recovered, WalError> {
-    // The writer preallocates the tail to its configured segment size.
-    let (tail, tail_bytes) = fsutil::create_segment(dir, 0, 0, 0)?;
+fn fresh(dir: &Path, segment_bytes: u64) -> Result<Recovered, WalError> {
+    let (tail, tail_bytes) = fsutil::create_segment(dir, 0, 0, segment_bytes)?;
     let mut segments = SegmentSet::default();
     segments.push(SegmentMeta::new(dir, 0, 0));
     Ok(Recovered {
@@ -135,7 +136,12 @@ fn check_sequence(found: &[SegmentMeta]) -> Result<(), WalError> {
     Ok(())
 }
 
-fn replay_all(dir: &Path, found: &[SegmentMeta], first_index: u64) -> Result<Recovered, WalError> {
+fn replay_all(
+    dir: &Path,
+    found: &[SegmentMeta],
+    first_index: u64,
+    segment_bytes: u64,
+) -> Result<Recovered, WalError> {
     let mut replay = Replay {
         log: MemLog::empty_at(first_index),
         segments: SegmentSet::default(),
@@ -156,6 +162,7 @@ fn replay_all(dir: &Path, found: &[SegmentMeta], first_index: u64) -> Result<Rec
     let tail_bytes = replay.data_end;
     tail.seek(SeekFrom::Start(tail_bytes))
         .map_err(|e| WalError::io("seek to the end of the last segment", &last.path, e))?;
+    fsutil::preallocate(&tail, &last.path, segment_bytes);
     let index = *replay.log.index();
     let report = RecoveryReport {
         segments: found.len(),

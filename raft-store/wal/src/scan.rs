@@ -12,8 +12,8 @@
 //!
 //! Segments are preallocated (see `fsutil::create_segment`), so a segment normally ends with
 //! zeros: space never written. When everything from a record boundary to the end of the file
-//! is zero, the scan ends there cleanly ([`ScanEnd::Unwritten`]), in any segment: no record
-//! starts with zeros, and zeros to the end hold nothing that was ever acknowledged.
+//! is zero, the scan ends there cleanly ([`ScanEnd::Unwritten`]), in any segment: zeros never
+//! decode as a record, and zeros to the end hold nothing that was ever acknowledged.
 
 use crate::record::{self, FrameError, Record, RECORD_HEADER_BYTES};
 
@@ -212,6 +212,8 @@ mod tests {
         );
     }
 
+    // A damaged record with valid records after it is corruption even in the last segment,
+    // and a damaged record in an older segment is always corruption.
     #[test]
     fn damage_before_valid_data_is_corrupt() {
         let (mut bytes, starts) = segment(3);

@@ -73,7 +73,7 @@ impl Wal {
         options.validate()?;
         create_dir(dir)?;
         let lock = fsutil::lock_dir(dir)?;
-        let recovered = recovery::recover(dir)?;
+        let recovered = recovery::recover(dir, options.segment_bytes)?;
         let report = recovered.report.clone();
         tracing::info!(
             dir = %dir.display(),

@@ -131,11 +131,6 @@ impl Writer {
         lock: File,
         shared: Arc<Shared>,
     ) -> Writer {
-        fsutil::preallocate(
-            &tail.file,
-            &tail.segments.current().path,
-            options.segment_bytes,
-        );
         Writer {
             dir,
             options,
@@ -172,14 +167,18 @@ impl Writer {
         if self.shared.failure.get().is_some() || !self.buffer.is_empty() {
             return;
         }
-        let path = &self.segments.current().path;
-        if let Err(error) = self
-            .file
+        if let Err(error) = self.trim_current() {
+            tracing::warn!(%error, "could not trim the WAL segment on close");
+        }
+    }
+
+    /// Cuts the current segment's file to its records (dropping unused preallocated space),
+    /// durably.
+    fn trim_current(&mut self) -> Result<(), WalError> {
+        self.file
             .set_len(self.file_bytes)
             .and_then(|()| self.file.sync_all())
-        {
-            tracing::warn!(file = %path.display(), %error, "could not trim the WAL segment on close");
-        }
+            .map_err(|e| WalError::io("trim segment", &self.segments.current().path, e))
     }
 
     /// Writes one batch, syncs once, and answers every request in it.
@@ -273,11 +272,7 @@ impl Writer {
         // Give back the sealed segment's unused preallocated space. Not needed for recovery
         // (zeros after the last record read as unwritten space in any segment), only for
         // the disk.
-        let sealed = &self.segments.current().path;
-        self.file
-            .set_len(self.file_bytes)
-            .and_then(|()| self.file.sync_all())
-            .map_err(|e| WalError::io("trim sealed segment", sealed, e))?;
+        self.trim_current()?;
         let seq = self.segments.current().seq + 1;
         let first_index = self.index.next();
         let (file, file_bytes) =
