@@ -5,6 +5,13 @@
 //! returns, because Raft's safety depends on a member never forgetting a vote it gave.
 //! `append` hands openraft's flush callback to the WAL, which fires it only after the
 //! fdatasync that covers the entries (group commit).
+//!
+//! Whose entries decides where they are written. The leader's own entries go to the WAL's
+//! writer thread: the (patched) openraft leader replicates them while its fsync runs. Entries
+//! from another leader arrive in AppendEntries, which openraft answers only once they are
+//! durable, so waiting is all the caller would do: small ones are written on the calling
+//! thread when the writer is idle (`Wal::append_inline`), saving two thread hand-offs on the
+//! path of every replicated write.
 
 // openraft's `StorageError` is what its traits return; boxing it here would only add a copy.
 #![allow(clippy::result_large_err)]
@@ -39,7 +46,15 @@ pub struct LogStore {
     last: Arc<Mutex<Option<LogId>>>,
     /// Observes each append's time until its fdatasync (metrics), if set.
     append_timer: Option<prometheus::Histogram>,
+    /// This member's id, once known: appends of entries another leader proposed may be
+    /// written inline.
+    member_id: Option<u64>,
 }
+
+/// Encoded bytes up to which another leader's entries are written on the calling thread
+/// (when the WAL writer is idle). Larger appends come with load, when the writer thread's
+/// group commit pays off and a long write would hold up the Raft thread.
+const INLINE_APPEND_BYTES: usize = 64 << 10;
 
 fn io_err(
     subject: ErrorSubject<u64>,
@@ -73,12 +88,20 @@ impl LogStore {
             hard: Arc::new(Mutex::new(hard)),
             last: Arc::new(Mutex::new(last)),
             append_timer: None,
+            member_id: None,
         })
     }
 
     /// Observes every append's time until its fdatasync in `timer`.
     pub fn with_append_timer(mut self, timer: prometheus::Histogram) -> LogStore {
         self.append_timer = Some(timer);
+        self
+    }
+
+    /// Lets appends of entries proposed by other members than `member_id` be written on the
+    /// calling thread (see the module docs).
+    pub fn with_member_id(mut self, member_id: u64) -> LogStore {
+        self.member_id = Some(member_id);
         self
     }
 
@@ -169,25 +192,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut records = Vec::new();
-        let mut last = None;
+        let mut last: Option<LogId> = None;
+        let mut bytes = 0;
         for e in entries {
             last = Some(e.log_id);
-            records.push((e.log_id.index, encode(&e)));
+            let record = encode(&e);
+            bytes += record.len();
+            records.push((e.log_id.index, record));
         }
+        let inline = bytes <= INLINE_APPEND_BYTES
+            && self.member_id.is_some()
+            && last.is_some_and(|l| Some(l.leader_id.node_id) != self.member_id);
         if let Some(l) = last {
             *self.last.lock().expect("last log id lock poisoned") = Some(l);
         }
         let timer = self.append_timer.clone();
         let start = std::time::Instant::now();
-        self.wal.append(
-            records,
-            Box::new(move |res| {
-                if let Some(t) = timer {
-                    t.observe(start.elapsed().as_secs_f64());
-                }
-                callback.log_io_completed(res.map_err(|e| io::Error::other(e.to_string())))
-            }),
-        );
+        let done: skiff_wal::DoneCallback = Box::new(move |res| {
+            if let Some(t) = timer {
+                t.observe(start.elapsed().as_secs_f64());
+            }
+            callback.log_io_completed(res.map_err(|e| io::Error::other(e.to_string())))
+        });
+        if inline {
+            self.wal.append_inline(records, done);
+        } else {
+            self.wal.append(records, done);
+        }
         Ok(())
     }
 

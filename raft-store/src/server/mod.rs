@@ -186,7 +186,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     )
     .context("failed to open the write-ahead log")?;
     let metrics = metrics::Metrics::new();
-    let log = log.with_append_timer(metrics.pipeline.wal_append.clone());
+    let log = log
+        .with_append_timer(metrics.pipeline.wal_append.clone())
+        .with_member_id(cfg.member_id);
     let lessor = Arc::new(Lessor::default());
     lessor.reset(
         mvcc.leases().context("failed to read leases")?,

@@ -12,7 +12,8 @@
 //!  wal.rs        Wal: the handle; validates, updates memory, queues requests
 //!   ├─ index.rs     pure: index-range rules shared by live writes and replay
 //!   ├─ memlog.rs    pure: in-memory unpurged log serving reads
-//!   ├─ writer.rs    writer thread: batching, one fdatasync per batch, rotation, purge deletes
+//!   ├─ writer.rs    writer thread (and inline appends): batching, one fdatasync per batch,
+//!   │               rotation, purge deletes
 //!   │   └─ fsutil.rs   directory fsync, atomic segment creation, directory lock
 //!   └─ recovery.rs  open: replay segments, cut a torn tail, report corruption
 //!       └─ scan.rs     pure: split a segment into records, torn-tail rule
@@ -70,10 +71,14 @@
 //!
 //! # Durability and concurrency
 //!
-//! One writer thread owns the files. [`Wal::append`] validates the request, applies it to the
-//! in-memory log (readable at once) and queues it on a bounded channel; the writer takes every
-//! queued request, writes them, calls `fdatasync` once, then runs the callbacks in order.
-//! [`Wal::stats`] exposes fsync and byte counters that show the batching.
+//! One writer thread writes the files. [`Wal::append`] validates the request, applies it to
+//! the in-memory log (readable at once) and queues it on a bounded channel; the writer takes
+//! every queued request, writes them, calls `fdatasync` once, then runs the callbacks in
+//! order. [`Wal::append_inline`] does the same on the calling thread instead when nothing is
+//! queued or being written (the file state sits behind a lock both use, and a count of queued
+//! requests keeps an inline write from overtaking a queued one), for a caller that would only
+//! wait for the callback. [`Wal::stats`] exposes fsync and byte counters that show the
+//! batching.
 
 #![warn(missing_docs)]
 

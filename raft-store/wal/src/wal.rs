@@ -10,6 +10,9 @@
 //!       apply to the in-memory log  ── read() sees the entries from here on
 //!       queue Request::Append ─────────────────────> write, fdatasync, done(Ok)
 //!     unlock
+//!
+//!   append_inline(entries, done): the same, except that when nothing is queued it takes
+//!   the writer lock before unlocking `submit` and writes, fdatasyncs and runs `done` itself
 //! ```
 //!
 //! Visibility choice: an accepted entry is readable at once, before it is durable. openraft
@@ -17,6 +20,7 @@
 //! callback to learn durability (it never counts an entry towards a quorum before that).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle, ThreadId};
@@ -37,12 +41,17 @@ pub(crate) struct Shared {
     pub stats: Stats,
     /// The first write failure; once set, the WAL refuses every write.
     pub failure: OnceLock<WalError>,
+    /// Requests queued for the writer thread and not yet answered (counted up under the
+    /// submit lock, down by the writer after it answered a batch). An inline append writes
+    /// on its caller's thread only at zero, so it can never overtake a queued request.
+    pub queued: AtomicUsize,
 }
 
 /// A segmented, CRC-checked, group-committed write-ahead log holding one Raft log.
 ///
 /// `Wal` is `Send + Sync`; share it with `Arc`. All methods may be called concurrently, except
-/// from inside a `done` callback (they run on the writer thread; see [`Wal::append`]).
+/// from inside a `done` callback (they run on the writer thread, or under the writer lock for
+/// an inline append; see [`Wal::append`]).
 ///
 /// Contract summary (details on each method):
 /// * indexes are `u64`, consecutive, at most `u64::MAX - 1`; ranges are `[lo, hi)`;
@@ -56,6 +65,8 @@ pub struct Wal {
     /// The request queue. The mutex serializes "validate, apply to memory, enqueue" so the
     /// three orders agree. `None` once closed.
     submit: Mutex<Option<SyncSender<Request>>>,
+    /// The file-writing state, used by the writer thread and by inline appends.
+    files: Arc<Mutex<Writer>>,
     writer: Option<JoinHandle<()>>,
     writer_id: ThreadId,
     recovery: RecoveryReport,
@@ -89,25 +100,28 @@ impl Wal {
             log: RwLock::new(recovered.log),
             stats: Stats::default(),
             failure: OnceLock::new(),
+            queued: AtomicUsize::new(0),
         });
         shared.stats.set_segments(recovered.tail.segments.len());
-        let writer = Writer::new(
+        let files = Arc::new(Mutex::new(Writer::new(
             dir.to_path_buf(),
             options,
             index,
             recovered.tail,
             lock,
             Arc::clone(&shared),
-        );
+        )));
         let (sender, receiver) = mpsc::sync_channel(MAX_QUEUED_REQUESTS);
+        let thread_files = Arc::clone(&files);
         let handle = thread::Builder::new()
             .name("skiff-wal-writer".to_string())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || Writer::run(thread_files, receiver))
             .map_err(|e| WalError::io("start the writer thread for", dir, e))?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             shared,
             submit: Mutex::new(Some(sender)),
+            files,
             writer_id: handle.thread().id(),
             writer: Some(handle),
             recovery: report,
@@ -144,7 +158,37 @@ impl Wal {
             Ok(()) => Request::Append { entries, done },
             Err(error) => Request::Reject { error, done },
         };
-        send(sender, request);
+        self.enqueue(sender, request);
+    }
+
+    /// Like [`Wal::append`], but when the writer thread is idle (nothing queued or being
+    /// written), writes and fdatasyncs on the calling thread and runs `done` before
+    /// returning; otherwise queues like `append`. For a caller that would only wait for the
+    /// callback anyway (a Raft follower answering AppendEntries): it saves the two thread
+    /// hand-offs, to the writer and back, that a lone append pays. Blocks the calling thread
+    /// for the write and fdatasync; `done` must not call back into this `Wal`.
+    pub fn append_inline(&self, entries: Vec<(u64, Vec<u8>)>, done: DoneCallback) {
+        self.assert_not_writer_thread("append_inline");
+        let entries: Vec<(u64, Payload)> = entries
+            .into_iter()
+            .map(|(index, bytes)| (index, Payload::from(bytes)))
+            .collect();
+        let submit = lock(&self.submit);
+        let Some(sender) = submit.as_ref() else {
+            return writer::run_callback(done, Err(WalError::Closed));
+        };
+        let request = match self.accept_append(&entries) {
+            Ok(()) => Request::Append { entries, done },
+            Err(error) => Request::Reject { error, done },
+        };
+        if self.shared.queued.load(Ordering::SeqCst) > 0 {
+            return self.enqueue(sender, request);
+        }
+        // Nothing is queued and the submit lock keeps it so until the writer lock is held:
+        // every earlier request is written and answered, every later one waits for this.
+        let mut files = writer::lock_writer(&self.files);
+        drop(submit);
+        files.process(vec![request]);
     }
 
     /// Removes every entry with index `>= from`. Durable when it returns `Ok` (a Truncate
@@ -272,9 +316,19 @@ impl Wal {
             let sender = submit.as_ref().ok_or(WalError::Closed)?;
             self.check_failure()?;
             change(&mut write(&self.shared.log))?;
-            send(sender, request(reply));
+            self.enqueue(sender, request(reply));
         }
         answer.recv().unwrap_or(Err(WalError::WriterStopped))
+    }
+
+    /// Queues `request` (under the submit lock); if the writer thread is gone, answers it here
+    /// so no caller waits forever.
+    fn enqueue(&self, sender: &SyncSender<Request>, request: Request) {
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        if let Err(SendError(request)) = sender.send(request) {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            request.fail(WalError::WriterStopped);
+        }
     }
 
     /// Fails fast once the writer has been poisoned, before the in-memory log is touched.
@@ -304,7 +358,7 @@ impl Wal {
         if let Some(sender) = lock(&self.submit).take() {
             if !on_writer_thread {
                 // A send error means the writer is already gone, which the join reports.
-                let _ = sender.send(Request::Close);
+                self.enqueue(&sender, Request::Close);
             }
         }
         if let Some(handle) = self.writer.take() {
@@ -331,13 +385,6 @@ impl std::fmt::Debug for Wal {
             .field("first_index", &self.first_index())
             .field("last_index", &self.last_index())
             .finish_non_exhaustive()
-    }
-}
-
-/// Queues `request`; if the writer thread is gone, answers it here so no caller waits forever.
-fn send(sender: &SyncSender<Request>, request: Request) {
-    if let Err(SendError(request)) = sender.send(request) {
-        request.fail(WalError::WriterStopped);
     }
 }
 

@@ -21,8 +21,9 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::fsutil;
@@ -147,17 +148,24 @@ impl Writer {
     }
 
     /// The thread body: serves batches until a `Close` request or until every sender is gone.
-    pub(crate) fn run(mut self, requests: Receiver<Request>) {
+    /// Each batch is written under the writer lock, which an inline append
+    /// ([`crate::Wal::append_inline`]) takes instead of queueing when the thread is idle.
+    pub(crate) fn run(writer: Arc<Mutex<Writer>>, requests: Receiver<Request>) {
         while let Ok(first) = requests.recv() {
             let mut batch = vec![first];
             batch.extend(requests.try_iter().take(MAX_BATCH_REQUESTS - 1));
             let close = batch.iter().any(|r| matches!(r, Request::Close));
-            self.process(batch);
+            let taken = batch.len();
+            let mut guard = lock_writer(&writer);
+            guard.process(batch);
+            // Only now, with every callback of the batch run, may an inline append go ahead.
+            guard.shared.queued.fetch_sub(taken, Ordering::SeqCst);
+            drop(guard);
             if close {
                 break;
             }
         }
-        self.trim_tail();
+        lock_writer(&writer).trim_tail();
     }
 
     /// On close, gives back the current segment's unused preallocated space, so a closed WAL
@@ -182,7 +190,7 @@ impl Writer {
     }
 
     /// Writes one batch, syncs once, and answers every request in it.
-    fn process(&mut self, batch: Vec<Request>) {
+    pub(crate) fn process(&mut self, batch: Vec<Request>) {
         if let Some(failure) = self.shared.failure.get() {
             let error = poisoned(failure);
             batch.into_iter().for_each(|r| r.fail(error.clone()));
@@ -390,6 +398,14 @@ fn split(batch: Vec<Request>) -> (Vec<Op>, Vec<Completion>) {
         }
     }
     (ops, completions)
+}
+
+/// Locks the writer. A poisoned lock means a batch panicked half-way (the files may not match
+/// the in-memory log any more), so this crashes instead of writing on.
+pub(crate) fn lock_writer(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer
+        .lock()
+        .expect("WAL writer lock poisoned: a thread panicked while writing the log")
 }
 
 /// The error every request gets once the WAL is poisoned by `failure`.
