@@ -191,14 +191,16 @@ fn unsafe_local_reads_are_not_linearizable() {
     if !can_run() {
         return;
     }
-    // Three cut-off windows: on a loaded machine one window may pass without a client of
-    // the cut-off member reading a key that the majority changed meanwhile.
-    let mut options = options("local-reads", 12, 28, vec![NemesisKind::Partition]);
+    // Four cut-off windows: on a loaded machine a window may pass without a client of the
+    // cut-off member reading a key that the majority changed meanwhile (with faster
+    // replication three windows were sometimes not enough).
+    let mut options = options("local-reads", 12, 37, vec![NemesisKind::Partition]);
     options.server_args = vec!["--unsafe-local-reads".into()];
     options.steps = Some(vec![
         step(3, 5, Fault::Partition(Shape::IsolateLeader)),
         step(10, 5, Fault::Partition(Shape::IsolateOne(0))),
         step(18, 6, Fault::Partition(Shape::IsolateLeader)),
+        step(27, 6, Fault::Partition(Shape::IsolateOne(1))),
     ]);
     let report = execute(&options);
     let linearizable = checker(&report, "linearizable");
@@ -219,13 +221,14 @@ fn unsafe_local_reads_are_not_strict_serializable() {
     if !can_run() {
         return;
     }
-    let mut options = options("append-local-reads", 12, 28, vec![NemesisKind::Partition]);
+    let mut options = options("append-local-reads", 12, 37, vec![NemesisKind::Partition]);
     options.workload = WorkloadKind::Append;
     options.server_args = vec!["--unsafe-local-reads".into()];
     options.steps = Some(vec![
         step(3, 5, Fault::Partition(Shape::IsolateLeader)),
         step(10, 5, Fault::Partition(Shape::IsolateOne(0))),
         step(18, 6, Fault::Partition(Shape::IsolateLeader)),
+        step(27, 6, Fault::Partition(Shape::IsolateOne(1))),
     ]);
     let report = execute(&options);
     let append = checker(&report, "strict serializable");
