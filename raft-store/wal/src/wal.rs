@@ -146,19 +146,7 @@ impl Wal {
     /// already queued, i.e. when the disk cannot keep up.
     pub fn append(&self, entries: Vec<(u64, Vec<u8>)>, done: DoneCallback) {
         self.assert_not_writer_thread("append");
-        let entries: Vec<(u64, Payload)> = entries
-            .into_iter()
-            .map(|(index, bytes)| (index, Payload::from(bytes)))
-            .collect();
-        let submit = lock(&self.submit);
-        let Some(sender) = submit.as_ref() else {
-            return writer::run_callback(done, Err(WalError::Closed));
-        };
-        let request = match self.accept_append(&entries) {
-            Ok(()) => Request::Append { entries, done },
-            Err(error) => Request::Reject { error, done },
-        };
-        self.enqueue(sender, request);
+        self.submit_append(entries, done, false);
     }
 
     /// Like [`Wal::append`], but when the writer thread is idle (nothing queued or being
@@ -169,6 +157,12 @@ impl Wal {
     /// for the write and fdatasync; `done` must not call back into this `Wal`.
     pub fn append_inline(&self, entries: Vec<(u64, Vec<u8>)>, done: DoneCallback) {
         self.assert_not_writer_thread("append_inline");
+        self.submit_append(entries, done, true);
+    }
+
+    /// Validates and applies an append to memory under the submit lock, then queues it, or,
+    /// if `inline` and nothing is queued, writes it on this thread.
+    fn submit_append(&self, entries: Vec<(u64, Vec<u8>)>, done: DoneCallback, inline: bool) {
         let entries: Vec<(u64, Payload)> = entries
             .into_iter()
             .map(|(index, bytes)| (index, Payload::from(bytes)))
@@ -181,12 +175,12 @@ impl Wal {
             Ok(()) => Request::Append { entries, done },
             Err(error) => Request::Reject { error, done },
         };
-        if self.shared.queued.load(Ordering::SeqCst) > 0 {
+        if !inline || self.shared.queued.load(Ordering::SeqCst) > 0 {
             return self.enqueue(sender, request);
         }
         // Nothing is queued and the submit lock keeps it so until the writer lock is held:
         // every earlier request is written and answered, every later one waits for this.
-        let mut files = writer::lock_writer(&self.files);
+        let mut files = lock(&self.files);
         drop(submit);
         files.process(vec![request]);
     }
@@ -397,7 +391,7 @@ fn create_dir(dir: &Path) -> Result<(), WalError> {
 // broke; continuing could serve or write a wrong log, so these crash instead.
 const POISONED_LOCK: &str = "WAL state lock poisoned: a thread panicked while changing the log";
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().expect(POISONED_LOCK)
 }
 

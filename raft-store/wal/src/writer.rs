@@ -23,7 +23,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::fsutil;
@@ -32,7 +32,7 @@ use crate::options::{SyncMode, WalOptions};
 use crate::record::{self, Record, HEADER_RECORD_BYTES};
 use crate::recovery::Tail;
 use crate::segments::{SegmentMeta, SegmentSet};
-use crate::wal::Shared;
+use crate::wal::{lock, Shared};
 use crate::{DoneCallback, Payload, WalError};
 
 /// Capacity of the request channel, in requests. It is bounded so that a disk slower than the
@@ -156,7 +156,7 @@ impl Writer {
             batch.extend(requests.try_iter().take(MAX_BATCH_REQUESTS - 1));
             let close = batch.iter().any(|r| matches!(r, Request::Close));
             let taken = batch.len();
-            let mut guard = lock_writer(&writer);
+            let mut guard = lock(&writer);
             guard.process(batch);
             // Only now, with every callback of the batch run, may an inline append go ahead.
             guard.shared.queued.fetch_sub(taken, Ordering::SeqCst);
@@ -165,7 +165,7 @@ impl Writer {
                 break;
             }
         }
-        lock_writer(&writer).trim_tail();
+        lock(&writer).trim_tail();
     }
 
     /// On close, gives back the current segment's unused preallocated space, so a closed WAL
@@ -398,14 +398,6 @@ fn split(batch: Vec<Request>) -> (Vec<Op>, Vec<Completion>) {
         }
     }
     (ops, completions)
-}
-
-/// Locks the writer. A poisoned lock means a batch panicked half-way (the files may not match
-/// the in-memory log any more), so this crashes instead of writing on.
-pub(crate) fn lock_writer(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
-    writer
-        .lock()
-        .expect("WAL writer lock poisoned: a thread panicked while writing the log")
 }
 
 /// The error every request gets once the WAL is poisoned by `failure`.

@@ -46,7 +46,7 @@ where C: RaftTypeConfig
     /// skiff patch: the leader's own log append up to `log_io_id` was flushed (or failed).
     LocalLogFlushed {
         log_io_id: LogIOId<C::NodeId>,
-        result: Result<LogIOId<C::NodeId>, std::io::Error>,
+        result: Result<(), std::io::Error>,
     },
 
     /// A tick event to wake up RaftCore to check timeout etc.

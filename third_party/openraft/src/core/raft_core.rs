@@ -101,6 +101,7 @@ use crate::Node;
 use crate::NodeId;
 use crate::OptionalSend;
 use crate::RaftTypeConfig;
+use crate::CommittedLeaderId;
 use crate::StorageError;
 use crate::StorageIOError;
 use crate::Vote;
@@ -1289,7 +1290,7 @@ where
                 // report that outlived its term is dropped; the new term's own appends are
                 // reported in their turn.
                 if let Ok(mut lh) = self.engine.leader_handler() {
-                    if LogIOId::new(lh.leader.vote.clone(), None).committed_leader_id == log_io_id.committed_leader_id {
+                    if CommittedLeaderId::from(lh.leader.vote.clone()) == log_io_id.committed_leader_id {
                         lh.replication_handler().update_local_progress(log_io_id.log_id);
                     }
                 }

@@ -57,16 +57,12 @@ where C: RaftTypeConfig
     ///
     /// It will be called when the log is successfully appended to the storage or an error occurs.
     pub fn log_io_completed(self, result: Result<(), io::Error>) {
-        let result = match result {
-            Err(e) => {
-                tracing::error!("LogFlush error: {}, while flushing upto {}", e, self.log_io_id);
-                Err(e)
-            }
-            Ok(()) => Ok(self.log_io_id.clone()),
-        };
+        if let Err(e) = &result {
+            tracing::error!("LogFlush error: {}, while flushing upto {}", e, self.log_io_id);
+        }
 
         let sent = match self.tx {
-            FlushedTo::Oneshot(tx) => tx.send(result).is_ok(),
+            FlushedTo::Oneshot(tx) => tx.send(result.map(|()| self.log_io_id)).is_ok(),
             FlushedTo::Notify(tx) => tx
                 .send(Notify::LocalLogFlushed {
                     log_io_id: self.log_io_id,
