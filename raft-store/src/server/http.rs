@@ -2,20 +2,24 @@
 //! `/metrics` share each `--listen-client-urls` port, as in etcd (HTTP/2 gRPC and HTTP/1.1
 //! are told apart per connection).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{self, StatusCode};
 use axum::routing::get;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 
+use futures::future::BoxFuture;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tower::Service;
 
 use super::Node;
 use crate::batched_io::BatchedWrites;
@@ -37,10 +41,9 @@ pub async fn serve_clients(node: Arc<Node>) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("failed to listen for clients on {addr}: {e}"))?;
-        let app = if with_grpc {
-            grpc_router(&node).merge(http_router(node.clone()))
-        } else {
-            http_router(node.clone())
+        let app = ClientService {
+            grpc: with_grpc.then(|| GrpcServices::new(&node)),
+            http: http_router(node.clone()),
         };
         tokio::spawn(accept_loop(listener, app, addr));
     }
@@ -51,7 +54,7 @@ pub async fn serve_clients(node: Arc<Node>) -> anyhow::Result<()> {
 /// on one port). Unlike `axum::serve` it turns Nagle off, as gRPC servers do, and batches
 /// each connection's writes ([`BatchedWrites`]): the replies of one Raft batch leave in one
 /// write instead of one each.
-async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, addr: SocketAddr) {
+async fn accept_loop(listener: tokio::net::TcpListener, app: ClientService, addr: SocketAddr) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -76,28 +79,94 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, addr:
     }
 }
 
-fn grpc_router(node: &Arc<Node>) -> axum::Router {
-    let limit = node.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let routes = tonic::service::Routes::new(
-        PbKvServer::new(super::kv::KvService::new(node.clone())).max_decoding_message_size(limit),
-    )
-    .add_service(
-        PbWatchServer::new(super::watch::WatchService::new(node.clone()))
+/// What a client port serves: etcd's gRPC services (not on `--listen-metrics-urls`), then
+/// the HTTP endpoints. gRPC calls are dispatched by the path's service name with one string
+/// match per request (tonic's `Routes` builds an axum router, whose routing and extension
+/// layers were a fifth of a put's request-task CPU). A gRPC call to an unknown service is
+/// answered `Unimplemented`, as tonic's router does; anything else goes to the HTTP router.
+#[derive(Clone)]
+struct ClientService {
+    grpc: Option<GrpcServices>,
+    http: axum::Router,
+}
+
+/// etcd's gRPC services.
+#[derive(Clone)]
+struct GrpcServices {
+    kv: PbKvServer<super::kv::KvService>,
+    watch: PbWatchServer<super::watch::WatchService>,
+    lease: PbLeaseServer<super::lease::LeaseService>,
+    cluster: PbClusterServer<super::cluster::ClusterService>,
+    maintenance: PbMaintenanceServer<super::maintenance::MaintenanceService>,
+}
+
+type GrpcResponse = http::Response<tonic::body::Body>;
+
+impl GrpcServices {
+    fn new(node: &Arc<Node>) -> GrpcServices {
+        let limit = node.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+        GrpcServices {
+            kv: PbKvServer::new(super::kv::KvService::new(node.clone()))
+                .max_decoding_message_size(limit),
+            watch: PbWatchServer::new(super::watch::WatchService::new(node.clone()))
+                .max_decoding_message_size(limit),
+            lease: PbLeaseServer::new(super::lease::LeaseService::new(node.clone()))
+                .max_decoding_message_size(limit),
+            cluster: PbClusterServer::new(super::cluster::ClusterService::new(node.clone()))
+                .max_decoding_message_size(limit),
+            maintenance: PbMaintenanceServer::new(super::maintenance::MaintenanceService::new(
+                node.clone(),
+            ))
             .max_decoding_message_size(limit),
-    )
-    .add_service(
-        PbLeaseServer::new(super::lease::LeaseService::new(node.clone()))
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        PbClusterServer::new(super::cluster::ClusterService::new(node.clone()))
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        PbMaintenanceServer::new(super::maintenance::MaintenanceService::new(node.clone()))
-            .max_decoding_message_size(limit),
-    );
-    routes.into_axum_router()
+        }
+    }
+}
+
+impl Service<http::Request<hyper::body::Incoming>> for ClientService {
+    type Response = GrpcResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<GrpcResponse, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Every inner service is always ready (tonic's servers and axum's router are).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let service = req
+            .uri()
+            .path()
+            .strip_prefix("/etcdserverpb.")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(service, _method)| service);
+        match (&mut self.grpc, service) {
+            (Some(g), Some("KV")) => g.kv.call(req),
+            (Some(g), Some("Watch")) => g.watch.call(req),
+            (Some(g), Some("Lease")) => g.lease.call(req),
+            (Some(g), Some("Cluster")) => g.cluster.call(req),
+            (Some(g), Some("Maintenance")) => g.maintenance.call(req),
+            (Some(_), _) if is_grpc(&req) => {
+                let status = tonic::Status::unimplemented(format!(
+                    "unknown gRPC service in {}",
+                    req.uri().path()
+                ));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+            _ => {
+                let call = self.http.call(req);
+                Box::pin(async move {
+                    let resp = call.await?;
+                    Ok(resp.map(tonic::body::Body::new))
+                })
+            }
+        }
+    }
+}
+
+fn is_grpc<B>(req: &http::Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 fn http_router(node: Arc<Node>) -> axum::Router {

@@ -419,9 +419,12 @@ async fn publish_member(node: Arc<Node>) {
     }
 }
 
-/// Keeps the lessor's primary flag in step with Raft leadership.
+/// Keeps the lessor's primary flag in step with Raft leadership. It watches openraft's
+/// server metrics (vote, role, leader, membership), which change only with leadership: the
+/// full metrics change with every appended or applied entry, and a waiter on them was woken
+/// (a thread wake-up on the client runtime) for every write.
 async fn leadership_watch(node: Arc<Node>) {
-    let mut rx = node.raft.metrics();
+    let mut rx = node.raft.server_metrics();
     let mut was_leader = false;
     loop {
         let is_leader = rx.borrow_and_update().current_leader == Some(node.cfg.member_id);

@@ -89,6 +89,9 @@ pub struct Proposer {
     read_ready_term: Arc<AtomicU64>,
 }
 
+type ServerMetricsRx =
+    tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<u64, MemberNode>>;
+
 /// Where the leader is, as far as this member knows.
 pub enum LeaderRef {
     /// This member leads.
@@ -145,23 +148,20 @@ impl Proposer {
     }
 
     /// Finds the current leader, waiting up to three election timeouts for one to emerge.
+    /// Reads openraft's server metrics, which change only with the leader, term or
+    /// membership; when a leader is known (every write in steady state) no timer is set.
     pub async fn leader(&self) -> Result<LeaderRef, ApiError> {
-        let mut rx = self.raft.metrics();
+        let mut rx = self.raft.server_metrics();
+        if let Some(l) = self.known_leader(&mut rx) {
+            return Ok(l);
+        }
         let wait = async {
             loop {
-                {
-                    let m = rx.borrow_and_update();
-                    if let Some(id) = m.current_leader {
-                        if id == self.member_id {
-                            return Some(LeaderRef::Me);
-                        }
-                        if let Some(node) = m.membership_config.membership().get_node(&id) {
-                            return Some(LeaderRef::Other(id, node.clone()));
-                        }
-                    }
-                }
                 if rx.changed().await.is_err() {
                     return None;
+                }
+                if let Some(l) = self.known_leader(&mut rx) {
+                    return Some(l);
                 }
             }
         };
@@ -169,6 +169,17 @@ impl Proposer {
             Ok(Some(l)) => Ok(l),
             _ => Err(errors::no_leader()),
         }
+    }
+
+    /// The leader in the latest server metrics, if there is one this member can reach.
+    fn known_leader(&self, rx: &mut ServerMetricsRx) -> Option<LeaderRef> {
+        let m = rx.borrow_and_update();
+        let id = m.current_leader?;
+        if id == self.member_id {
+            return Some(LeaderRef::Me);
+        }
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some(LeaderRef::Other(id, node.clone()))
     }
 
     /// Proposes `cmd` through whichever member leads and returns its applied result.
