@@ -223,7 +223,7 @@ where
             let action = self.next_action.take();
 
             let Some(d) = action else {
-                self.drain_events_with_backoff().await?;
+                self.drain_events_or_flush_commit().await?;
                 continue;
             };
 
@@ -324,8 +324,28 @@ where
                 }
             };
 
-            self.drain_events_with_backoff().await?;
+            self.drain_events_or_flush_commit().await?;
         }
+    }
+
+    /// skiff patch: [`Self::drain_events_with_backoff`], but when RaftCore closes this stream
+    /// while a commit-only heartbeat is pending, the heartbeat is sent first. RaftCore closes
+    /// the stream to a member the moment it appends a membership that removes it, right
+    /// after committing the previous one; the removed member learns of that commit only from
+    /// this heartbeat (it applies the change that removes it and stops).
+    async fn drain_events_or_flush_commit(&mut self) -> Result<(), ReplicationClosed> {
+        let closed = match self.drain_events_with_backoff().await {
+            Ok(()) => return Ok(()),
+            Err(closed) => closed,
+        };
+        if self.commit_heartbeat_due.is_some() {
+            let m = &self.matching;
+            let d = DataWithId::new(RequestId::new_heartbeat(), LogIdRange::new(m.clone(), m.clone()));
+            if let Err(e) = self.send_log_entries(d).await {
+                tracing::debug!(error = display(&e), "last commit heartbeat of a closed replication failed");
+            }
+        }
+        Err(closed)
     }
 
     async fn drain_events_with_backoff(&mut self) -> Result<(), ReplicationClosed> {
