@@ -124,6 +124,43 @@ fn crate_operations() {
     });
 }
 
+// A member answers a write only once it has applied it itself, as etcd does: a write sent
+// to a follower (which forwards it to the leader) is seen at once by a serializable read and
+// by a new watch's header on that follower.
+#[test]
+fn a_follower_answers_a_write_after_applying_it() {
+    let c = Cluster::start(Flavor::Skiff, 3);
+    let leader = c.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    rt().block_on(async {
+        let url = format!("http://{}", c.endpoint(follower));
+        let mut cl = Client::connect([url], None).await.expect("connect");
+        for i in 0..200 {
+            let value = format!("v{i}");
+            let rev = cl
+                .put("ryw", value.as_str(), None)
+                .await
+                .unwrap()
+                .header()
+                .unwrap()
+                .revision();
+            let got = cl
+                .get("ryw", Some(GetOptions::new().with_serializable()))
+                .await
+                .unwrap();
+            assert_eq!(got.header().unwrap().revision(), rev, "write {i}");
+            assert_eq!(got.kvs()[0].value(), value.as_bytes(), "write {i}");
+            if i % 20 == 0 {
+                // The stream is dropped (and the watch with it) at the end of the block.
+                let mut stream = cl.watch("ryw", None).await.unwrap();
+                let created = stream.message().await.unwrap().expect("created");
+                assert!(created.created());
+                assert_eq!(created.header().unwrap().revision(), rev, "write {i}");
+            }
+        }
+    });
+}
+
 // A lease that is not kept alive expires and its keys disappear; the leader proposes the revoke.
 #[test]
 fn unrenewed_lease_expires() {

@@ -52,6 +52,8 @@ pub const ETCD_VERSION: &str = "3.5.17";
 const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Lease revokes proposed per check (etcd revokes at most 1000 leases per second).
 const MAX_REVOKES_PER_CHECK: usize = 250;
+/// How long a follower waits to apply a write it forwarded before answering anyway.
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything a request handler needs, shared by all services.
 pub struct Node {
@@ -84,7 +86,15 @@ impl Node {
             cluster_id: self.cfg.cluster_id,
             member_id: self.cfg.member_id,
             revision,
-            raft_term: self.raft.metrics().borrow().current_term,
+            // The server metrics change only with the vote; the full metrics, which the Raft
+            // thread rewrites several times per write, would contend for their lock.
+            raft_term: self
+                .raft
+                .server_metrics()
+                .borrow()
+                .vote
+                .leader_id()
+                .get_term(),
         })
     }
 
@@ -98,9 +108,34 @@ impl Node {
             CommandResult::Ok { revision, body } => {
                 let msg = M::decode(body.as_slice())
                     .map_err(|e| errors::internal(format!("bad {kind} response: {e}")))?;
+                self.applied_locally(revision).await;
                 Ok((msg, revision))
             }
             CommandResult::Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until this member has applied revision `rev`. etcd answers a write only once
+    /// the member that received it has applied it, so the client's next serializable read
+    /// or new watch on that member sees the write (clients such as etcd-client spread
+    /// requests over the members). The leader has applied it already (one atomic load); a
+    /// follower that forwarded the write learns of the commit from the leader's next
+    /// AppendEntries, which openraft sends right after committing.
+    async fn applied_locally(&self, rev: i64) {
+        if self.watch_hub.latest() >= rev {
+            return;
+        }
+        let mut rx = self.watch_hub.subscribe();
+        let caught_up = rx.wait_for(|applied| *applied >= rev);
+        if tokio::time::timeout(LOCAL_APPLY_WAIT, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                revision = rev,
+                applied = self.watch_hub.latest(),
+                "answering a forwarded write before applying it here: this member lags behind the leader"
+            );
         }
     }
 }

@@ -145,15 +145,7 @@ where
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
-
-    /// skiff patch: when a commit-only heartbeat becomes due. A new commit index waits up to
-    /// [`COMMIT_HEARTBEAT_DELAY`] for the next AppendEntries with entries to carry it, instead
-    /// of taking the follower's one in-flight slot at once.
-    commit_heartbeat_due: Option<InstantOf<C>>,
 }
-
-/// skiff patch: how long a new commit index waits for entries to ride along with.
-const COMMIT_HEARTBEAT_DELAY: Duration = Duration::from_millis(1);
 
 impl<C, N, LS> ReplicationCore<C, N, LS>
 where
@@ -206,7 +198,6 @@ where
             weak_tx_event: tx_event.downgrade(),
             next_action: None,
             entries_hint: Default::default(),
-            commit_heartbeat_due: None,
         };
 
         let join_handle = C::AsyncRuntime::spawn(this.main().instrument(span));
@@ -223,7 +214,7 @@ where
             let action = self.next_action.take();
 
             let Some(d) = action else {
-                self.drain_events_or_flush_commit().await?;
+                self.drain_events_with_backoff().await?;
                 continue;
             };
 
@@ -324,28 +315,8 @@ where
                 }
             };
 
-            self.drain_events_or_flush_commit().await?;
+            self.drain_events_with_backoff().await?;
         }
-    }
-
-    /// skiff patch: [`Self::drain_events_with_backoff`], but when RaftCore closes this stream
-    /// while a commit-only heartbeat is pending, the heartbeat is sent first. RaftCore closes
-    /// the stream to a member the moment it appends a membership that removes it, right
-    /// after committing the previous one; the removed member learns of that commit only from
-    /// this heartbeat (it applies the change that removes it and stops).
-    async fn drain_events_or_flush_commit(&mut self) -> Result<(), ReplicationClosed> {
-        let closed = match self.drain_events_with_backoff().await {
-            Ok(()) => return Ok(()),
-            Err(closed) => closed,
-        };
-        if self.commit_heartbeat_due.is_some() {
-            let m = &self.matching;
-            let d = DataWithId::new(RequestId::new_heartbeat(), LogIdRange::new(m.clone(), m.clone()));
-            if let Err(e) = self.send_log_entries(d).await {
-                tracing::debug!(error = display(&e), "last commit heartbeat of a closed replication failed");
-            }
-        }
-        Err(closed)
     }
 
     async fn drain_events_with_backoff(&mut self) -> Result<(), ReplicationClosed> {
@@ -464,8 +435,6 @@ where
         };
 
         let leader_time = C::now();
-        // skiff patch: this request carries the committed index.
-        self.commit_heartbeat_due = None;
 
         // Build the heartbeat frame to be sent to the follower.
         let payload = AppendEntriesRequest {
@@ -660,23 +629,9 @@ where
 
         // If there is next action to run, do not block waiting for events,
         // instead, just try the best to drain all events.
-        while self.next_action.is_none() {
-            let event = match self.commit_heartbeat_due.clone() {
-                None => self.rx_event.recv().await,
-                Some(due) => {
-                    let sleep = C::sleep_until(due);
-                    let recv = self.rx_event.recv();
-                    select! {
-                        _ = sleep => {
-                            self.commit_heartbeat_due = None;
-                            self.next_action = Some(Data::new_heartbeat());
-                            break;
-                        }
-                        recv_res = recv => recv_res,
-                    }
-                }
-            };
-            let event = event.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
+        if self.next_action.is_none() {
+            let event =
+                self.rx_event.recv().await.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
             self.process_event(event);
         }
 
@@ -724,10 +679,9 @@ where
 
                 self.committed = c;
 
-                // skiff patch: if there is no action, send the committed index in a heartbeat
-                // after a short delay, unless entries to carry it are replicated first.
-                if self.next_action.is_none() && self.commit_heartbeat_due.is_none() {
-                    self.commit_heartbeat_due = Some(C::now() + COMMIT_HEARTBEAT_DELAY);
+                // If there is no action, fill in an heartbeat action to send committed index.
+                if self.next_action.is_none() {
+                    self.next_action = Some(Data::new_heartbeat());
                 }
             }
             Replicate::Heartbeat => {
