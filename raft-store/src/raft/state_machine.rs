@@ -68,9 +68,12 @@ pub struct MemberAttrs {
     pub client_urls: Vec<String>,
 }
 
-/// Commands in one `apply` call from which the work moves off the Raft thread. Below it,
-/// the hand-off to another thread and back would cost more than the apply itself (a single
-/// put applies in tens of microseconds).
+/// Commands in one `apply` call from which the leader moves the work off the Raft thread.
+/// Below it, the hand-off to another thread and back would cost the leader more than the
+/// apply itself (a single put applies in tens of microseconds), and the leader's client is
+/// waiting for that apply. A follower moves every apply off: nobody waits for it, and its
+/// Raft thread is then free for the next AppendEntries, which at one client arrives while
+/// the previous entry is being applied.
 const OFFLOAD_APPLY_COMMANDS: usize = 64;
 
 /// The replicated state machine of one member. Clones share everything (a clone applies
@@ -86,6 +89,9 @@ pub struct StateMachine {
     nospace: Arc<AtomicBool>,
     /// Observes each `apply` call's time and command count (metrics), if set.
     timers: Option<(prometheus::Histogram, prometheus::Histogram)>,
+    /// This member's id, if known: entries another leader proposed are applied off the Raft
+    /// thread whatever their size (see `apply`).
+    member_id: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -162,7 +168,14 @@ impl StateMachine {
             current: Arc::new(Mutex::new(None)),
             nospace,
             timers: None,
+            member_id: None,
         }
+    }
+
+    /// Tells the state machine its member id (see `apply`).
+    pub fn with_member_id(mut self, id: u64) -> Self {
+        self.member_id = Some(id);
+        self
     }
 
     /// Whether a NOSPACE alarm is raised in the applied state, kept current by this state
@@ -476,12 +489,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 _ => 1,
             })
             .sum();
-        if commands < OFFLOAD_APPLY_COMMANDS {
+        // Entries another member proposed: this member is (or was) a follower for them.
+        let proposed_elsewhere = entries
+            .last()
+            .is_some_and(|e| Some(e.log_id.leader_id.node_id) != self.member_id);
+        if commands < OFFLOAD_APPLY_COMMANDS && !proposed_elsewhere {
             return self.apply_entries(entries);
         }
         // Raft's runtime is one thread (see `server::RaftRuntime`): a batch of thousands
         // of puts takes milliseconds of RocksDB work, which would hold up heartbeats and
-        // replication, so it runs on a blocking thread while the Raft thread goes on.
+        // replication, so it runs on a blocking thread while the Raft thread goes on. The
+        // state-machine worker awaits it, so applies stay in log order.
         let sm = self.clone();
         tokio::task::spawn_blocking(move || sm.apply_entries(entries))
             .await

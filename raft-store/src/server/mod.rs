@@ -245,10 +245,12 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         member_id: cfg.member_id,
         removed: removed.clone(),
     });
-    let sm = StateMachine::new(mvcc.clone(), observer).with_apply_timers(
-        metrics.pipeline.apply.clone(),
-        metrics.pipeline.apply_commands.clone(),
-    );
+    let sm = StateMachine::new(mvcc.clone(), observer)
+        .with_member_id(cfg.member_id)
+        .with_apply_timers(
+            metrics.pipeline.apply.clone(),
+            metrics.pipeline.apply_commands.clone(),
+        );
     let nospace = sm.nospace_flag();
     let peers = Peers::default();
     let raft_rt = RaftRuntime::start()?;
