@@ -118,9 +118,9 @@ impl Node {
     /// Waits until this member has applied revision `rev`. etcd answers a write only once
     /// the member that received it has applied it, so the client's next serializable read
     /// or new watch on that member sees the write (clients such as etcd-client spread
-    /// requests over the members). The leader has applied it already (one atomic load); a
-    /// follower that forwarded the write learns of the commit from the leader's next
-    /// AppendEntries, which openraft sends right after committing.
+    /// requests over the members). The leader has applied it already (one read of the watch
+    /// hub's latest revision); a follower that forwarded the write learns of the commit from
+    /// the leader's next AppendEntries, which openraft sends right after committing.
     async fn applied_locally(&self, rev: i64) {
         if self.watch_hub.latest() >= rev {
             return;
