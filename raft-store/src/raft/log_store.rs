@@ -27,7 +27,7 @@ use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, StorageError, Vote};
 use serde::{Deserialize, Serialize};
 use skiff_wal::{HardStateFile, Wal, WalOptions};
 
-use super::{decode, encode, Entry, LogId, TypeConfig};
+use super::{decode, encode, proposed_elsewhere, Entry, LogId, TypeConfig};
 
 /// What must survive a crash besides the entries.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -201,8 +201,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             records.push((e.log_id.index, record));
         }
         let inline = bytes <= INLINE_APPEND_BYTES
-            && self.member_id.is_some()
-            && last.is_some_and(|l| Some(l.leader_id.node_id) != self.member_id);
+            && last.is_some_and(|l| proposed_elsewhere(&l, self.member_id));
         if let Some(l) = last {
             *self.last.lock().expect("last log id lock poisoned") = Some(l);
         }

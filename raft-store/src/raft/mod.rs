@@ -195,6 +195,14 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
+/// Whether the entry `log_id` was proposed by a leader other than `member_id` (`None`: not
+/// known, counted as this member's own). Such entries reach this member in AppendEntries,
+/// and no client of this member waits for their append or apply, so the log store may write
+/// them on the calling thread and the state machine applies them off the Raft thread.
+pub fn proposed_elsewhere(log_id: &LogId, member_id: Option<u64>) -> bool {
+    member_id.is_some_and(|me| log_id.leader_id.node_id != me)
+}
+
 /// Encodes a value for the peer protocol or the log.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("bincode serialization of an in-memory value cannot fail")

@@ -490,10 +490,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .sum();
         // Entries another member proposed: this member is (or was) a follower for them.
-        let proposed_elsewhere = entries
+        let follower = entries
             .last()
-            .is_some_and(|e| Some(e.log_id.leader_id.node_id) != self.member_id);
-        if commands < OFFLOAD_APPLY_COMMANDS && !proposed_elsewhere {
+            .is_some_and(|e| super::proposed_elsewhere(&e.log_id, self.member_id));
+        if commands < OFFLOAD_APPLY_COMMANDS && !follower {
             return self.apply_entries(entries);
         }
         // Raft's runtime is one thread (see `server::RaftRuntime`): a batch of thousands
