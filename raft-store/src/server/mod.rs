@@ -77,6 +77,8 @@ pub struct Node {
     pub metrics: metrics::Metrics,
     /// Whether a NOSPACE alarm is raised (kept current by the state machine).
     pub nospace: Arc<std::sync::atomic::AtomicBool>,
+    /// The backend size the quota check reads (cached for a few milliseconds).
+    pub backend_size: maintenance::BackendSize,
 }
 
 impl Node {
@@ -292,6 +294,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         lessor,
         watch_hub,
         nospace,
+        backend_size: maintenance::BackendSize::new(maintenance::BACKEND_SIZE_MAX_AGE),
     });
     raft_rt
         .handle()
@@ -568,7 +571,7 @@ impl Node {
     /// The NOSPACE alarm, once raised, stays until `alarm disarm` (see
     /// `maintenance::quota_watch`, which raises it).
     pub fn check_quota(&self) -> Result<(), ApiError> {
-        if self.mvcc.db_size_bytes().unwrap_or(0) > self.cfg.quota_backend_bytes
+        if self.backend_size.get(&self.mvcc) > self.cfg.quota_backend_bytes
             || self.nospace.load(std::sync::atomic::Ordering::Acquire)
         {
             return Err(errors::no_space());
