@@ -27,6 +27,7 @@ use crate::engine::Engine;
 use crate::error::{EtcdError, StorageError};
 use crate::layout;
 use crate::record::{self, Kind};
+use crate::revisions::Compacted;
 use crate::view::Rev;
 
 /// A pending physical compaction, persisted in meta so that it resumes after a restart.
@@ -108,10 +109,18 @@ pub fn pending(engine: &Engine) -> Result<Option<Job>, StorageError> {
 
 /// Runs `job` to completion in batches examining at most `batch_entries` history entries
 /// each. Only the single writer may call this (it reads the latest committed state).
-pub fn run(engine: &Engine, mut job: Job, batch_entries: usize) -> Result<(), StorageError> {
+/// `readers_from` is the RocksDB sequence number at the logical compaction: the changes
+/// removed here leave the revision index once no snapshot older than that is alive.
+pub fn run(
+    engine: &Engine,
+    mut job: Job,
+    batch_entries: usize,
+    readers_from: u64,
+) -> Result<(), StorageError> {
     loop {
-        let (batch, next) = one_batch(engine, job, batch_entries.max(1))?;
+        let (batch, removed, next) = one_batch(engine, job, batch_entries.max(1))?;
         engine.commit(batch)?;
+        engine.prune_later(readers_from, removed);
         match next {
             Some(cursor) => job.cursor = cursor,
             None => return Ok(()),
@@ -119,13 +128,13 @@ pub fn run(engine: &Engine, mut job: Job, batch_entries: usize) -> Result<(), St
     }
 }
 
-/// Builds one batch of deletions; returns it with the next cursor (`None`: job finished, and
-/// the batch removes the job record).
+/// Builds one batch of deletions; returns it with the entries it removes and the next cursor
+/// (`None`: job finished, and the batch removes the job record).
 fn one_batch(
     engine: &Engine,
     mut job: Job,
     batch_entries: usize,
-) -> Result<(WriteBatch, Option<Rev>), StorageError> {
+) -> Result<(WriteBatch, Compacted, Option<Rev>), StorageError> {
     let view = engine.latest_view_unindexed();
     let lo = layout::history_key(job.cursor);
     let hi = layout::history_key(Rev {
@@ -134,40 +143,42 @@ fn one_batch(
     });
     let mut it = view.iter(lo, hi);
     let mut batch = WriteBatch::default();
+    let mut removed = Vec::new();
     let mut examined = 0;
     while let Some((k, v)) = it.item() {
         if examined == batch_entries {
             let next = layout::history_key_decode(k);
             job.cursor = next;
             batch.put(layout::META_COMPACT_JOB, job.encode());
-            return Ok((batch, Some(next)));
+            return Ok((batch, removed, Some(next)));
         }
         examined += 1;
         let this = layout::history_key_decode(k);
         let rec = record::decode_history(this.main, v);
         let newest = view
             .version_at(&rec.kv.key, job.target)?
-            .unwrap_or_else(|| panic!("history entry {this:?} has no index entry"));
+            .unwrap_or_else(|| panic!("history entry {this:?} is not in the revision index"));
         if is_garbage(this, newest) {
             batch.delete(layout::history_key(this));
-            batch.delete(layout::index_key(&rec.kv.key, this));
+            removed.push((rec.kv.key, this));
         }
         it.next();
     }
     it.status()
         .map_err(StorageError::rocks("iterate the history"))?;
     batch.delete(layout::META_COMPACT_JOB);
-    Ok((batch, None))
+    Ok((batch, removed, None))
 }
 
-/// [`one_batch`] for tests that simulate a crash in the middle of a job.
+/// [`one_batch`] for tests that simulate a crash in the middle of a job (the revision index
+/// keeps the removed entries: the crash loses it anyway).
 #[cfg(test)]
 pub fn one_batch_for_test(
     engine: &Engine,
     job: Job,
     batch_entries: usize,
 ) -> Result<(WriteBatch, Option<Rev>), StorageError> {
-    one_batch(engine, job, batch_entries)
+    one_batch(engine, job, batch_entries).map(|(batch, _, next)| (batch, next))
 }
 
 #[cfg(test)]

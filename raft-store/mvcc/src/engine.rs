@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use etcd_client::proto::PbKeyValue;
 use rocksdb::{
@@ -19,6 +21,7 @@ use crate::error::StorageError;
 use crate::index::KeyIndex;
 use crate::layout;
 use crate::record::{self, HistoryRecord, Kind};
+use crate::revisions::{Change, Compacted, KeyChange, RevisionIndex};
 use crate::view::{Entry, KeyMeta, KeyRange, Rev, StateView, Step};
 use crate::write::{Effects, Overlay};
 use crate::MvccOptions;
@@ -36,8 +39,25 @@ pub struct Engine {
     db: DB,
     revision: AtomicI64,
     compact: AtomicI64,
+    /// Every key's uncompacted changes (see `revisions.rs`), for reads at past revisions.
+    revisions: RwLock<RevisionIndex>,
+    /// Compacted changes still in `revisions`, waiting for older readers to finish.
+    prunes: Mutex<Prunes>,
     dir_guard: ObsoleteDir,
 }
+
+/// Changes removed from the history by compaction but not yet from the revision index: a
+/// reader that took its RocksDB snapshot before the compaction may still look them up.
+#[derive(Default)]
+struct Prunes {
+    /// (RocksDB sequence number of the logical compaction, compacted changes).
+    pending: Vec<(u64, Compacted)>,
+    /// When the snapshots were last checked.
+    checked: Option<Instant>,
+}
+
+/// How often the writer checks whether pending prunes became safe.
+const PRUNE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Removes a replaced database directory once the last reader has released the engine.
 struct ObsoleteDir {
@@ -69,6 +89,8 @@ impl Engine {
             db,
             revision: AtomicI64::new(INITIAL_REVISION),
             compact: AtomicI64::new(NEVER_COMPACTED),
+            revisions: RwLock::new(RevisionIndex::default()),
+            prunes: Mutex::new(Prunes::default()),
             dir_guard: ObsoleteDir {
                 path: path.to_path_buf(),
                 obsolete: AtomicBool::new(false),
@@ -76,6 +98,7 @@ impl Engine {
         };
         engine.init_or_check_format()?;
         engine.reload_revisions()?;
+        engine.rebuild_revisions()?;
         Ok(engine)
     }
 
@@ -93,11 +116,149 @@ impl Engine {
                 self.commit(batch)
             }
             Some(raw) if raw == layout::FORMAT_VERSION.to_be_bytes() => Ok(()),
+            Some(raw) if raw == layout::FORMAT_WITH_INDEX_TABLE.to_be_bytes() => {
+                self.upgrade_from_index_table()
+            }
             Some(raw) => Err(StorageError::Incompatible(format!(
-                "unknown layout version {raw:?} (this build reads {})",
+                "unknown layout version {raw:?} (this build reads {} and {})",
+                layout::FORMAT_WITH_INDEX_TABLE,
                 layout::FORMAT_VERSION
             ))),
         }
+    }
+
+    /// Layout 1 → 2: drops the `i` table (the revision index is in memory now). One batch,
+    /// flushed, so a crash leaves either layout whole.
+    pub fn upgrade_from_index_table(&self) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range(
+            vec![layout::TABLE_INDEX_V1],
+            layout::table_end(layout::TABLE_INDEX_V1),
+        );
+        batch.put(layout::META_FORMAT, layout::FORMAT_VERSION.to_be_bytes());
+        self.commit(batch)?;
+        self.flush()?;
+        tracing::info!(path = %self.path().display(), "upgraded the store to layout {}",
+            layout::FORMAT_VERSION);
+        Ok(())
+    }
+
+    /// Rebuilds the revision index from the history table (at open, after a snapshot load).
+    pub fn rebuild_revisions(&self) -> Result<(), StorageError> {
+        let view = self.latest_view_unindexed();
+        let mut index = RevisionIndex::default();
+        let mut it = view.iter(
+            vec![layout::TABLE_HISTORY],
+            layout::table_end(layout::TABLE_HISTORY),
+        );
+        while let Some((k, v)) = it.item() {
+            let rev = layout::history_key_decode(k);
+            let rec = record::decode_history(rev.main, v);
+            index.push(&rec.kv.key, rev, rec.kind);
+            it.next();
+        }
+        it.status().map_err(StorageError::rocks(
+            "iterate the history for the revision index",
+        ))?;
+        *self
+            .revisions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = index;
+        Ok(())
+    }
+
+    /// Adds committed changes to the revision index. The caller holds the store's publish
+    /// lock and calls this before publishing their revision (see `revisions.rs`).
+    pub fn index_changes(&self, changes: &[KeyChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut index = self
+            .revisions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (key, rev, kind) in changes {
+            index.push(key, *rev, *kind);
+        }
+    }
+
+    /// Schedules the removal of compacted changes from the revision index once no RocksDB
+    /// snapshot older than `compaction_seq` (the sequence number right after the logical
+    /// compaction was committed) is alive, and tries at once.
+    pub fn prune_later(&self, compaction_seq: u64, compacted: Compacted) {
+        if compacted.is_empty() {
+            return;
+        }
+        let mut prunes = self.prunes.lock().unwrap_or_else(PoisonError::into_inner);
+        prunes.pending.push((compaction_seq, compacted));
+        prunes.checked = None;
+        drop(prunes);
+        self.prune_when_safe();
+    }
+
+    /// Removes the pending compacted changes no reader can need any more: a reader whose
+    /// snapshot predates the logical compaction may read below the new compact revision,
+    /// one that started later refuses to. Cheap when nothing is pending; otherwise checks
+    /// the live snapshots at most every [`PRUNE_CHECK_INTERVAL`].
+    pub fn prune_when_safe(&self) {
+        let mut prunes = self.prunes.lock().unwrap_or_else(PoisonError::into_inner);
+        if prunes.pending.is_empty()
+            || prunes
+                .checked
+                .is_some_and(|at| at.elapsed() < PRUNE_CHECK_INTERVAL)
+        {
+            return;
+        }
+        prunes.checked = Some(Instant::now());
+        let oldest = self.oldest_snapshot_seq();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut prunes.pending)
+            .into_iter()
+            .partition(|(seq, _)| *seq <= oldest);
+        prunes.pending = waiting;
+        drop(prunes);
+        if ready.is_empty() {
+            return;
+        }
+        let mut index = self
+            .revisions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (_, compacted) in ready {
+            for (key, rev) in compacted {
+                index.remove(&key, rev);
+            }
+        }
+    }
+
+    /// The sequence number of the oldest live RocksDB snapshot (`u64::MAX` if none).
+    fn oldest_snapshot_seq(&self) -> u64 {
+        let read = |name: &str| self.db.property_int_value(name).ok().flatten();
+        match read("rocksdb.num-snapshots") {
+            Some(0) => u64::MAX,
+            // Unknown counts as "a snapshot from the beginning": prune later, never early.
+            _ => read("rocksdb.oldest-snapshot-sequence").unwrap_or(0),
+        }
+    }
+
+    /// The RocksDB sequence number of the last committed write.
+    pub fn latest_sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
+    }
+
+    /// Compacted changes waiting to leave the revision index.
+    #[cfg(test)]
+    pub fn pending_prunes(&self) -> usize {
+        let prunes = self.prunes.lock().unwrap_or_else(PoisonError::into_inner);
+        prunes.pending.iter().map(|(_, c)| c.len()).sum()
+    }
+
+    /// A copy of the revision index (tests compare it with a rebuilt one).
+    #[cfg(test)]
+    pub fn revisions_snapshot(&self) -> RevisionIndex {
+        self.revisions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Re-reads the cached revisions from the database.
@@ -156,6 +317,7 @@ impl Engine {
     pub fn latest_view<'a>(&'a self, index: &'a KeyIndex) -> DbView<'a> {
         DbView {
             db: &self.db,
+            revisions: &self.revisions,
             snapshot: None,
             revision: self.revision(),
             compact: self.compact_revision(),
@@ -167,6 +329,7 @@ impl Engine {
     pub fn latest_view_unindexed(&self) -> DbView<'_> {
         DbView {
             db: &self.db,
+            revisions: &self.revisions,
             snapshot: None,
             revision: self.revision(),
             compact: self.compact_revision(),
@@ -217,24 +380,25 @@ impl Engine {
     }
 }
 
+/// How many keys a past-revision scan examines per look at the revision index.
+const PAST_SCAN_CHUNK: usize = 1024;
+
 /// How many RocksDB info LOG files to keep; they only help debugging.
 const ROCKSDB_INFO_LOGS_KEPT: usize = 3;
 
 /// One RocksDB write of a write group: a put (`Some(value)`) or a delete (`None`).
 pub type BatchEntry = (Vec<u8>, Option<Vec<u8>>);
 
-/// Adds the history and index entries of one request's changes to `out`.
-pub fn encode_changes(fx: &Effects, out: &mut Vec<BatchEntry>) {
+/// Adds the history entries of one request's changes to `out`, and the changes to
+/// `revisions` (for [`Engine::index_changes`] once committed).
+pub fn encode_changes(fx: &Effects, out: &mut Vec<BatchEntry>, revisions: &mut Vec<KeyChange>) {
     for change in &fx.changes {
         let kv = &change.kv;
         out.push((
             layout::history_key(change.rev),
             Some(record::encode_history(change.kind, kv)),
         ));
-        out.push((
-            layout::index_key(&kv.key, change.rev),
-            Some(record::encode_index(change.kind).to_vec()),
-        ));
+        revisions.push((kv.key.clone(), change.rev, change.kind));
     }
 }
 
@@ -284,6 +448,8 @@ pub fn sorted_batch(mut entries: Vec<BatchEntry>) -> WriteBatch {
 /// snapshot (with the revisions read together with it) for readers.
 pub struct DbView<'a> {
     db: &'a DB,
+    /// The engine's revision index; entries above `revision` are ignored.
+    revisions: &'a RwLock<RevisionIndex>,
     snapshot: Option<&'a Snapshot<'a>>,
     revision: i64,
     compact: i64,
@@ -292,15 +458,17 @@ pub struct DbView<'a> {
 }
 
 impl<'a> DbView<'a> {
-    /// A view over `snapshot`, whose revisions the caller read consistently with it.
+    /// A view over `snapshot` of `engine`, whose revisions the caller read consistently
+    /// with it.
     pub fn at_snapshot(
-        db: &'a DB,
+        engine: &'a Engine,
         snapshot: &'a Snapshot<'a>,
         revision: i64,
         compact: i64,
     ) -> DbView<'a> {
         DbView {
-            db,
+            db: &engine.db,
+            revisions: &engine.revisions,
             snapshot: Some(snapshot),
             revision,
             compact,
@@ -341,29 +509,20 @@ impl<'a> DbView<'a> {
         Ok(record::decode_history(rev.main, &raw))
     }
 
-    /// The newest change of `key` at or before revision `at`.
+    fn revision_index(&self) -> RwLockReadGuard<'a, RevisionIndex> {
+        self.revisions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The newest change of `key` at or before revision `at` (at most the view's revision).
     pub fn version_at(&self, key: &[u8], at: i64) -> Result<Option<(Rev, Kind)>, StorageError> {
-        let prefix = layout::index_prefix(key);
-        let mut it = self.iter(prefix.clone(), layout::index_prefix_after(&prefix));
-        let target = layout::index_key(
-            key,
-            Rev {
-                main: at,
-                sub: i64::MAX,
-            },
+        debug_assert!(
+            at <= self.revision,
+            "version_at({at}) past the view's revision"
         );
-        it.seek_for_prev(&target);
-        let found = match it.item() {
-            Some((k, v)) => {
-                let (p, rev) = layout::index_key_split(k);
-                debug_assert_eq!(p, prefix.as_slice());
-                Some((rev, record::decode_index(k, v)))
-            }
-            None => None,
-        };
-        it.status()
-            .map_err(StorageError::rocks("iterate the index"))?;
-        Ok(found)
+        let change = self.revision_index().version_at(key, at);
+        Ok(change.map(|Change { rev, kind }| (rev, kind)))
     }
 
     /// The version of `key` live at revision `at`, if any.
@@ -395,45 +554,34 @@ impl<'a> DbView<'a> {
         it.status().map_err(StorageError::rocks("iterate keys"))
     }
 
-    /// Past revisions: for each key of the range, seek to its newest index entry at or before
-    /// `rev` (two seeks per key, independent of how many versions it has).
+    /// Past revisions: the live keys come from the revision index, a chunk at a time (the
+    /// index lock is not held while visiting), their records from the history.
     fn scan_past(
         &self,
         rev: i64,
         range: &KeyRange,
         visit: &mut dyn FnMut(&dyn Entry) -> Step,
     ) -> Result<(), StorageError> {
-        let (lo, hi) = layout::index_bounds(range);
-        let mut it = self.iter(lo, hi);
-        while let Some(k) = it.key() {
-            let prefix = layout::index_key_split(k).0.to_vec();
-            let mut target = prefix.clone();
-            target.extend_from_slice(&layout::rev_bytes(Rev {
-                main: rev,
-                sub: i64::MAX,
-            }));
-            it.seek_for_prev(&target);
-            let live = match it.item() {
-                Some((k, v)) if k.len() == target.len() && k.starts_with(&prefix) => {
-                    let (_, found) = layout::index_key_split(k);
-                    (record::decode_index(k, v) == Kind::Put).then_some(found)
-                }
-                _ => None,
-            };
-            if let Some(found) = live {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let chunk =
+                self.revision_index()
+                    .live_at(rev, range, after.as_deref(), PAST_SCAN_CHUNK);
+            for (key, found) in chunk.live {
                 let entry = PastEntry {
-                    key: layout::index_prefix_user_key(&prefix),
+                    key,
                     rev: found,
                     view: self,
                 };
                 if visit(&entry)?.is_break() {
-                    break;
+                    return Ok(());
                 }
             }
-            it.seek(layout::index_prefix_after(&prefix));
+            match chunk.resume_after {
+                Some(key) => after = Some(key),
+                None => return Ok(()),
+            }
         }
-        it.status()
-            .map_err(StorageError::rocks("iterate the index"))
     }
 
     /// Every lease with its granted TTL, in id order.
@@ -551,7 +699,8 @@ impl Entry for CurrentEntry<'_> {
     }
 }
 
-/// A key met in the index at a past revision; its record is read from the history on demand.
+/// A key met in the revision index at a past revision; its record is read from the history
+/// on demand.
 struct PastEntry<'v, 'a> {
     key: Vec<u8>,
     rev: Rev,

@@ -9,12 +9,12 @@
 //!
 //! ```text
 //!  write_group() ─► apply(op1, meta) ─► decide over Layered(committed, overlay) ─► Effects
-//!                       │                                  ├─► history + index entries
+//!                       │                                  ├─► history entries
 //!                       │                                  └─► overlay (read by op2, op3...)
 //!                   apply(op2, meta) ...
-//!  commit() ─► one WriteBatch in key order: history, index, the final state of each key,
+//!  commit() ─► one WriteBatch in key order: history, the final state of each key,
 //!              attachments, leases, revision (once), the newest value of each meta key
-//!              ─► key index update
+//!              ─► revision index and key index updates
 //! ```
 //!
 //! Readers see nothing of a group before [`WriteGroup::commit`]; then all of it at once.
@@ -35,6 +35,7 @@ use crate::engine::{self, Engine};
 use crate::error::StorageError;
 use crate::index::KeyIndex;
 use crate::layout;
+use crate::revisions::KeyChange;
 use crate::store::{self, Mvcc};
 use crate::types::{Applied, WriteOp};
 use crate::write::{Layered, Overlay};
@@ -46,8 +47,10 @@ pub struct WriteGroup<'m> {
     store: &'m Mvcc,
     index: MutexGuard<'m, KeyIndex>,
     engine: Arc<Engine>,
-    /// History and index entries of the requests so far (the rest is in `overlay`).
+    /// History entries of the requests so far (the rest is in `overlay`).
     entries: Vec<engine::BatchEntry>,
+    /// Their changes, for the revision index.
+    changes: Vec<KeyChange>,
     overlay: Overlay,
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Whether the batch holds anything (data or meta) to commit.
@@ -87,6 +90,7 @@ impl<'m> WriteGroup<'m> {
             index,
             engine,
             entries: Vec::new(),
+            changes: Vec::new(),
             overlay,
             meta: BTreeMap::new(),
             dirty: false,
@@ -116,7 +120,7 @@ impl<'m> WriteGroup<'m> {
         };
         let events = match outcome.effects {
             Some(fx) => {
-                engine::encode_changes(&fx, &mut self.entries);
+                engine::encode_changes(&fx, &mut self.entries, &mut self.changes);
                 self.dirty = true;
                 self.overlay.absorb(fx)
             }
@@ -161,8 +165,14 @@ impl<'m> WriteGroup<'m> {
         }
         let batch = engine::sorted_batch(entries);
         let compact = self.engine.compact_revision();
-        self.store
-            .commit(&self.engine, batch, self.overlay.revision, compact)?;
+        let changes = std::mem::take(&mut self.changes);
+        self.store.commit(
+            &self.engine,
+            batch,
+            &changes,
+            self.overlay.revision,
+            compact,
+        )?;
         let overlay = std::mem::replace(&mut self.overlay, Overlay::new(self.engine.revision()));
         self.index.update(&overlay.latest);
         self.dirty = false;
@@ -189,9 +199,16 @@ impl<'m> WriteGroup<'m> {
             new_compact = job.target;
         }
         self.store
-            .commit(&self.engine, batch, current, new_compact)?;
+            .commit(&self.engine, batch, &[], current, new_compact)?;
         if let Some(job) = job {
-            compact::run(&self.engine, job, self.store.compaction_batch_entries())?;
+            // Readers whose snapshot is older than this may still read below `job.target`.
+            let readers_from = self.engine.latest_sequence();
+            compact::run(
+                &self.engine,
+                job,
+                self.store.compaction_batch_entries(),
+                readers_from,
+            )?;
         }
         Ok(Applied {
             result,

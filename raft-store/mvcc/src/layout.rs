@@ -9,13 +9,13 @@
 //! | `m`    | internal meta name                    | revision, compact revision, compaction job, format |
 //! | `u`    | caller's meta key                     | caller's opaque value                    |
 //! | `k`    | user key                              | latest live version (`record::encode_latest`) |
-//! | `i`    | escaped user key, BE main, BE sub     | 1 byte: put or tombstone                 |
 //! | `h`    | BE main, BE sub                       | kind byte + etcd `KeyValue` protobuf     |
 //! | `l`    | lease id (order-preserving)           | granted TTL, BE i64                      |
 //! | `a`    | lease id (order-preserving), user key | empty: the key is attached to the lease  |
 //!
-//! The index escapes `0x00` as `0x00 0xFF` and ends every key with `0x00 0x01`, so its entries
-//! sort by (user key, revision) and no escaped key is a prefix of another.
+//! Layout 1 also had an `i` table, (escaped key, revision) → put or tombstone, for reads at
+//! past revisions; layout 2 keeps that in memory (`revisions.rs`) and drops the table when it
+//! opens a layout 1 database.
 
 use crate::view::{KeyRange, Rev};
 
@@ -23,8 +23,8 @@ use crate::view::{KeyRange, Rev};
 pub const TABLE_USER_META: u8 = b'u';
 /// Latest live version of each key.
 pub const TABLE_KV: u8 = b'k';
-/// (key, revision) → kind, to find a key's version at a past revision.
-pub const TABLE_INDEX: u8 = b'i';
+/// Layout 1's (key, revision) → kind table, dropped by layout 2.
+pub const TABLE_INDEX_V1: u8 = b'i';
 /// revision → change record: the history for watch replay, past reads and hashing.
 pub const TABLE_HISTORY: u8 = b'h';
 /// lease id → granted TTL.
@@ -42,11 +42,11 @@ pub const META_COMPACT: &[u8] = b"mcompact";
 pub const META_COMPACT_JOB: &[u8] = b"mcompact-job";
 /// Meta: the layout version, [`FORMAT_VERSION`] as BE u32.
 pub const META_FORMAT: &[u8] = b"mformat";
-/// The layout version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this code writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The older layout this code upgrades on open: with the `i` table.
+pub const FORMAT_WITH_INDEX_TABLE: u32 = 1;
 
-const ESCAPE: u8 = 0xFF;
-const TERMINATOR: [u8; 2] = [0x00, 0x01];
 const REV_BYTES: usize = 16;
 
 /// The key of a one-byte-prefixed table entry.
@@ -123,71 +123,6 @@ pub fn history_key_decode(raw: &[u8]) -> Rev {
     rev_decode(&raw[1..])
 }
 
-/// `i` ++ escaped key ++ terminator: the common prefix of all index entries of `key`.
-pub fn index_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 3 + REV_BYTES);
-    out.push(TABLE_INDEX);
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(ESCAPE);
-        }
-    }
-    out.extend_from_slice(&TERMINATOR);
-    out
-}
-
-/// The index entry of `key` at `rev`.
-pub fn index_key(key: &[u8], rev: Rev) -> Vec<u8> {
-    let mut out = index_prefix(key);
-    out.extend_from_slice(&rev_bytes(rev));
-    out
-}
-
-/// RocksDB bounds `[lo, hi)` of the index entries of all keys in `range`.
-pub fn index_bounds(range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
-    let hi = match &range.end {
-        Some(end) => index_prefix(end),
-        None => table_end(TABLE_INDEX),
-    };
-    (index_prefix(&range.start), hi)
-}
-
-/// Splits an index entry into (escaped-key prefix incl. terminator, revision).
-/// Panics on a malformed entry: the index holds nothing else.
-pub fn index_key_split(raw: &[u8]) -> (&[u8], Rev) {
-    assert!(
-        raw.len() >= 1 + TERMINATOR.len() + REV_BYTES && raw[0] == TABLE_INDEX,
-        "corrupt index key {raw:?}"
-    );
-    let (prefix, rev) = raw.split_at(raw.len() - REV_BYTES);
-    assert!(prefix.ends_with(&TERMINATOR), "corrupt index key {raw:?}");
-    (prefix, rev_decode(rev))
-}
-
-/// The user key of an index prefix (as returned by [`index_key_split`]).
-pub fn index_prefix_user_key(prefix: &[u8]) -> Vec<u8> {
-    let escaped = &prefix[1..prefix.len() - TERMINATOR.len()];
-    let mut out = Vec::with_capacity(escaped.len());
-    let mut bytes = escaped.iter();
-    while let Some(&b) = bytes.next() {
-        out.push(b);
-        if b == 0 {
-            let next = bytes.next();
-            assert_eq!(next, Some(&ESCAPE), "corrupt index prefix {prefix:?}");
-        }
-    }
-    out
-}
-
-/// A bound that sorts after every index entry of the key with this prefix and before the next
-/// key's entries (revisions never reach `0xFF..`).
-pub fn index_prefix_after(prefix: &[u8]) -> Vec<u8> {
-    let mut out = prefix.to_vec();
-    out.extend_from_slice(&[0xFF; REV_BYTES]);
-    out
-}
-
 /// `l` ++ lease id.
 pub fn lease_key(id: i64) -> Vec<u8> {
     prefixed(TABLE_LEASE, &[&ordered_i64(id)])
@@ -250,46 +185,16 @@ pub fn i64_value_decode(key: &[u8], raw: &[u8]) -> i64 {
 mod tests {
     use super::*;
 
-    fn rev(main: i64, sub: i64) -> Rev {
-        Rev { main, sub }
-    }
-
-    // Index entries sort by user key first (including keys with zero bytes and prefixes of
-    // each other), then by revision.
+    // History keys sort by (main, sub) revision and decode back: the revision index is
+    // rebuilt by reading them in order.
     #[test]
-    fn index_orders_by_key_then_revision() {
-        let keys: [&[u8]; 6] = [b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0b"];
-        let mut entries = Vec::new();
-        for k in keys {
-            for r in [rev(1, 0), rev(1, 5), rev(300, 0)] {
-                entries.push((k.to_vec(), r, index_key(k, r)));
-            }
-        }
-        let mut sorted = entries.clone();
-        sorted.sort_by(|a, b| a.2.cmp(&b.2));
-        assert_eq!(sorted, entries);
-        for (k, r, raw) in &entries {
-            let (prefix, decoded) = index_key_split(raw);
-            assert_eq!(decoded, *r);
-            assert_eq!(index_prefix_user_key(prefix), *k);
-            assert!(index_prefix_after(prefix).as_slice() > raw.as_slice());
-        }
-    }
-
-    // A key's entries all lie within the index bounds of a range containing it, and keys
-    // outside the range lie outside the bounds.
-    #[test]
-    fn index_bounds_match_key_range() {
-        let range = KeyRange::from_request(b"b", b"d");
-        let (lo, hi) = index_bounds(&range);
-        for (k, inside) in [
-            (&b"a"[..], false),
-            (b"b", true),
-            (b"c\0", true),
-            (b"d", false),
-        ] {
-            let raw = index_key(k, rev(7, 1));
-            assert_eq!(raw >= lo && raw < hi, inside, "{k:?}");
+    fn history_keys_sort_by_revision_and_round_trip() {
+        let revs = [(0, 0), (1, 0), (1, 5), (255, 0), (256, 0), (i64::MAX, 0)]
+            .map(|(main, sub)| Rev { main, sub });
+        let keys: Vec<_> = revs.iter().map(|&r| history_key(r)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for (rev, key) in revs.iter().zip(&keys) {
+            assert_eq!(history_key_decode(key), *rev);
         }
     }
 

@@ -14,9 +14,10 @@
 //! - Revisions: a fresh store is at revision 1 and reports compact revision -1, as etcd does.
 //!
 //! Storage layout (one RocksDB column family, one-byte table prefixes; see `layout.rs`):
-//! `k` key → latest version; `i` escaped key ‖ rev → put/tombstone; `h` rev → change record
-//! (etcd's `KeyValue` protobuf); `l` lease → TTL; `a` lease ‖ key → attachment; `m` internal
-//! meta (revision, compact revision, pending compaction); `u` the caller's meta. The live
+//! `k` key → latest version; `h` rev → change record (etcd's `KeyValue` protobuf); `l` lease →
+//! TTL; `a` lease ‖ key → attachment; `m` internal meta (revision, compact revision, pending
+//! compaction, layout); `u` the caller's meta. Which revisions each key has (for reads at past
+//! revisions) is an in-memory index, like etcd's `treeIndex`. The live
 //! RocksDB directory is `db` or `db.<n>` after snapshot installs, named by `CURRENT_DB`.
 //!
 //! Writers: [`Mvcc::apply`] applies one op; [`Mvcc::write_group`] applies many in order and
@@ -29,6 +30,7 @@
 //! | `store`     | [`Mvcc`]: locking, apply/commit, snapshot install and swap       | yes |
 //! | `group`     | [`WriteGroup`]: several ops decided in order, one write batch    | yes |
 //! | `index`     | in-memory key index (key → create/mod revision, version, lease)  | no* |
+//! | `revisions` | in-memory revision index (key → its uncompacted revisions)       | no* |
 //! | `engine`    | RocksDB directory, `DbView` (the RocksDB `StateView`), batches | yes |
 //! | `dirs`      | live-directory pointer, crash-safe switch after an install       | yes |
 //! | `compact`   | logical + resumable physical compaction                          | yes |
@@ -43,9 +45,9 @@
 //! | `snapshot`  | snapshot stream format                                           | no  |
 //! | `types`, `error` | public types and errors                                     | no  |
 //!
-//! (*) `index` is built by scanning RocksDB at open and snapshot install; the writer then
-//! keeps it in step with every commit, so put/delete/txn never read RocksDB for a key's
-//! previous version.
+//! (*) `index` and `revisions` are built by scanning RocksDB at open and snapshot install; the
+//! writer then keeps them in step with every commit, so put/delete/txn never read RocksDB for
+//! a key's previous version, and a commit writes one history row per change, not two.
 //!
 //! ```text
 //!            apply(op, meta)                      range / events / hash_kv
@@ -69,6 +71,7 @@ mod layout;
 mod memview;
 mod range;
 mod record;
+mod revisions;
 mod snapshot;
 mod store;
 mod types;

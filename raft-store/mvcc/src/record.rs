@@ -128,19 +128,6 @@ pub fn decode_history(main: i64, raw: &[u8]) -> HistoryRecord {
     HistoryRecord { kind, kv }
 }
 
-/// Encodes an `i` value.
-pub fn encode_index(kind: Kind) -> [u8; 1] {
-    [kind.byte()]
-}
-
-/// Decodes an `i` value of the entry `raw_key`. Panics if it is corrupt.
-pub fn decode_index(raw_key: &[u8], raw: &[u8]) -> Kind {
-    match raw {
-        [b] => Kind::from_byte(*b, &raw_key),
-        _ => panic!("corrupt index value for {raw_key:?}: {raw:?}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,10 +160,6 @@ mod tests {
         assert_eq!(t.kind, Kind::Tombstone);
         assert_eq!(t.kv.key, b"k");
         assert_eq!(t.kv.value, b"");
-        assert_eq!(
-            decode_index(b"x", &encode_index(Kind::Tombstone)),
-            Kind::Tombstone
-        );
     }
 
     // A damaged record is a broken invariant and panics loudly instead of returning garbage.

@@ -103,7 +103,7 @@ impl Mvcc {
         let snapshot = engine.db().snapshot();
         let (revision, compact) = (engine.revision(), engine.compact_revision());
         drop(guard);
-        let view = DbView::at_snapshot(engine.db(), &snapshot, revision, compact);
+        let view = DbView::at_snapshot(&engine, &snapshot, revision, compact);
         f(&view)
     }
 
@@ -238,17 +238,22 @@ impl Mvcc {
         })
     }
 
-    /// Commits a batch and publishes the new revisions atomically for readers.
+    /// Commits a batch holding `changes` and publishes them and the new revisions
+    /// atomically for readers.
     pub(crate) fn commit(
         &self,
         engine: &Engine,
         batch: WriteBatch,
+        changes: &[crate::revisions::KeyChange],
         revision: i64,
         compact: i64,
     ) -> Result<(), StorageError> {
-        let _publish = self.engine.write().unwrap_or_else(PoisonError::into_inner);
+        let publish = self.engine.write().unwrap_or_else(PoisonError::into_inner);
         engine.commit(batch)?;
+        engine.index_changes(changes);
         engine.set_revisions(revision, compact);
+        drop(publish);
+        engine.prune_when_safe();
         Ok(())
     }
 
@@ -378,6 +383,7 @@ impl Mvcc {
             .trailer()
             .expect("trailer read after the last record");
         check_loaded(engine, trailer)?;
+        engine.rebuild_revisions()?;
         finish_pending_compaction(engine, &self.opts)?;
         engine.flush()?;
         dirs::sync_dir(&self.dir)?;
@@ -399,9 +405,13 @@ fn check_loaded(engine: &Engine, trailer: snapshot::Trailer) -> Result<(), Snaps
         return Err(mismatch("revisions are impossible and"));
     }
     let format = engine.get_latest(layout::META_FORMAT)?;
-    if format.as_deref() != Some(&layout::FORMAT_VERSION.to_be_bytes()[..]) {
+    if format.as_deref() == Some(&layout::FORMAT_WITH_INDEX_TABLE.to_be_bytes()[..]) {
+        // From a member still on layout 1.
+        engine.upgrade_from_index_table()?;
+    } else if format.as_deref() != Some(&layout::FORMAT_VERSION.to_be_bytes()[..]) {
         return Err(SnapshotError::Corrupt(format!(
-            "snapshot holds layout {format:?}, expected {}",
+            "snapshot holds layout {format:?}, expected {} or {}",
+            layout::FORMAT_WITH_INDEX_TABLE,
             layout::FORMAT_VERSION
         )));
     }
@@ -423,7 +433,9 @@ fn check_loaded(engine: &Engine, trailer: snapshot::Trailer) -> Result<(), Snaps
 fn finish_pending_compaction(engine: &Engine, opts: &MvccOptions) -> Result<(), StorageError> {
     if let Some(job) = compact::pending(engine)? {
         tracing::info!(target = job.target, "resuming physical compaction");
-        compact::run(engine, job, opts.compaction_batch_entries)?;
+        // No reader has this engine yet: nothing keeps compacted revisions alive.
+        let readers_from = engine.latest_sequence();
+        compact::run(engine, job, opts.compaction_batch_entries, readers_from)?;
     }
     Ok(())
 }
@@ -703,7 +715,7 @@ mod tests {
             let engine = s.current_engine();
             let mut batch = WriteBatch::default();
             let job = compact::start(8, &mut batch);
-            s.commit(&engine, batch, engine.revision(), 8).unwrap();
+            s.commit(&engine, batch, &[], engine.revision(), 8).unwrap();
             // One physical batch, then "crash" (drop without finishing).
             let (batch, next) = compact::one_batch_for_test(&engine, job, 2).unwrap();
             assert!(next.is_some());
@@ -734,5 +746,166 @@ mod tests {
             })
             .unwrap();
         assert_eq!(after.kvs, before.kvs);
+    }
+
+    /// The revision index kept up to date by every commit, and one rebuilt from the history.
+    fn revisions_and_rebuilt(
+        s: &Mvcc,
+    ) -> (
+        crate::revisions::RevisionIndex,
+        crate::revisions::RevisionIndex,
+    ) {
+        let engine = s.current_engine();
+        let incremental = engine.revisions_snapshot();
+        engine.rebuild_revisions().unwrap();
+        (incremental, engine.revisions_snapshot())
+    }
+
+    fn range_at(s: &Mvcc, rev: i64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        s.range(&PbRangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision: rev,
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect()
+    }
+
+    // The revision index kept up to date by commits (and pruned by compaction) equals the
+    // one rebuilt from the history, and past reads match before and after a reopen.
+    #[test]
+    fn revision_index_rebuilt_at_open_equals_incremental() {
+        let dir = tempfile::tempdir().unwrap();
+        let (past, compact) = {
+            let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+            mixed_history(&s);
+            let (incremental, rebuilt) = revisions_and_rebuilt(&s);
+            assert_eq!(incremental, rebuilt);
+            assert_eq!(s.current_engine().pending_prunes(), 0, "no reader: pruned");
+            let compact = s.compact_revision();
+            let past: Vec<_> = (compact..=s.current_revision())
+                .map(|rev| range_at(&s, rev))
+                .collect();
+            s.flush().unwrap();
+            (past, compact)
+        };
+        let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+        for (i, expected) in past.iter().enumerate() {
+            assert_eq!(&range_at(&s, compact + i as i64), expected, "at {i}");
+        }
+        let (incremental, rebuilt) = revisions_and_rebuilt(&s);
+        assert_eq!(incremental, rebuilt);
+    }
+
+    // A reader whose snapshot predates a compaction still reads below the new compact
+    // revision; the compacted revisions leave the index only after it finished.
+    #[test]
+    fn compaction_keeps_revisions_an_older_reader_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+        for i in 0..4 {
+            put(&s, "a", &format!("a{i}"));
+            put(&s, "b", &format!("b{i}"));
+        }
+        delete(&s, "b", "");
+        let at3 = range_at(&s, 3);
+        assert_eq!(
+            at3,
+            vec![
+                (b"a".to_vec(), b"a0".to_vec()),
+                (b"b".to_vec(), b"b0".to_vec())
+            ]
+        );
+        s.read(|view| {
+            let compact = PbCompactionRequest {
+                revision: s.current_revision(),
+                ..Default::default()
+            };
+            s.apply(WriteOp::Compact(&compact), &[])
+                .unwrap()
+                .result
+                .unwrap();
+            assert!(
+                s.current_engine().pending_prunes() > 0,
+                "a reader is in flight"
+            );
+            // The reader's view is the state before the compaction, history included.
+            let mut seen = Vec::new();
+            view.scan(
+                3,
+                &crate::view::KeyRange::from_request(b"", b"\0"),
+                &mut |e| {
+                    let kv = e.load()?;
+                    seen.push((kv.key, kv.value));
+                    Ok(std::ops::ControlFlow::Continue(()))
+                },
+            )
+            .unwrap();
+            assert_eq!(seen, at3);
+            assert_eq!(view.kv_at(b"b", 8).unwrap().unwrap().value, b"b2");
+        });
+        // Pending prunes are retried by a later commit, at most every PRUNE_CHECK_INTERVAL.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        put(&s, "c", "c");
+        assert_eq!(s.current_engine().pending_prunes(), 0);
+        let (incremental, rebuilt) = revisions_and_rebuilt(&s);
+        assert_eq!(incremental, rebuilt);
+        assert_eq!(
+            incremental.len(),
+            2,
+            "a (its newest put) and c; b's tombstone went"
+        );
+    }
+
+    // A layout 1 database (with the `i` table) opens as layout 2: the table is dropped and
+    // past reads come from the in-memory revision index.
+    #[test]
+    fn layout_1_database_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let past = {
+            let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+            for i in 0..3 {
+                put(&s, "a", &i.to_string());
+            }
+            // What layout 1 kept: a `(key, revision)` row per change and format 1.
+            let engine = s.current_engine();
+            let mut batch = WriteBatch::default();
+            for main in 2..5 {
+                batch.put(
+                    [
+                        &[layout::TABLE_INDEX_V1][..],
+                        b"a\0\x01",
+                        &layout::rev_bytes(crate::view::Rev { main, sub: 0 }),
+                    ]
+                    .concat(),
+                    b"p",
+                );
+            }
+            batch.put(
+                layout::META_FORMAT,
+                layout::FORMAT_WITH_INDEX_TABLE.to_be_bytes(),
+            );
+            engine.commit(batch).unwrap();
+            s.flush().unwrap();
+            range_at(&s, 3)
+        };
+        let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
+        let engine = s.current_engine();
+        assert_eq!(
+            engine.get_latest(layout::META_FORMAT).unwrap(),
+            Some(layout::FORMAT_VERSION.to_be_bytes().to_vec())
+        );
+        let view = engine.latest_view_unindexed();
+        let it = view.iter(
+            vec![layout::TABLE_INDEX_V1],
+            layout::table_end(layout::TABLE_INDEX_V1),
+        );
+        assert!(!it.valid(), "the `i` table is gone");
+        assert_eq!(range_at(&s, 3), past);
+        assert_eq!(past, vec![(b"a".to_vec(), b"1".to_vec())]);
     }
 }
