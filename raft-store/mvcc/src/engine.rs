@@ -98,7 +98,6 @@ impl Engine {
         };
         engine.init_or_check_format()?;
         engine.reload_revisions()?;
-        engine.rebuild_revisions()?;
         Ok(engine)
     }
 
@@ -116,25 +115,23 @@ impl Engine {
                 self.commit(batch)
             }
             Some(raw) if raw == layout::FORMAT_VERSION.to_be_bytes() => Ok(()),
-            Some(raw) if raw == layout::FORMAT_WITH_INDEX_TABLE.to_be_bytes() => {
-                self.upgrade_from_index_table()
-            }
+            Some(raw) if raw == layout::FORMAT_V1.to_be_bytes() => self.upgrade_from_layout_1(),
             Some(raw) => Err(StorageError::Incompatible(format!(
                 "unknown layout version {raw:?} (this build reads {} and {})",
-                layout::FORMAT_WITH_INDEX_TABLE,
+                layout::FORMAT_V1,
                 layout::FORMAT_VERSION
             ))),
         }
     }
 
-    /// Layout 1 → 2: drops the `i` table (the revision index is in memory now). One batch,
-    /// flushed, so a crash leaves either layout whole.
-    pub fn upgrade_from_index_table(&self) -> Result<(), StorageError> {
+    /// Layout 1 → 2: drops the `i` and `k` tables (the history holds everything they did;
+    /// the indexes are in memory now). One batch, flushed, so a crash leaves either layout
+    /// whole.
+    pub fn upgrade_from_layout_1(&self) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.delete_range(
-            vec![layout::TABLE_INDEX_V1],
-            layout::table_end(layout::TABLE_INDEX_V1),
-        );
+        for table in [layout::TABLE_INDEX_V1, layout::TABLE_KV_V1] {
+            batch.delete_range(vec![table], layout::table_end(table));
+        }
         batch.put(layout::META_FORMAT, layout::FORMAT_VERSION.to_be_bytes());
         self.commit(batch)?;
         self.flush()?;
@@ -143,10 +140,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Rebuilds the revision index from the history table (at open, after a snapshot load).
-    pub fn rebuild_revisions(&self) -> Result<(), StorageError> {
+    /// Rebuilds the revision index from the history table and returns the key index of the
+    /// latest state, read in the same pass (at open, after a snapshot load). Compaction never
+    /// removes a key's newest change, so the history ends with every live version.
+    pub fn rebuild_indexes(&self) -> Result<KeyIndex, StorageError> {
         let view = self.latest_view_unindexed();
-        let mut index = RevisionIndex::default();
+        let mut revisions = RevisionIndex::default();
+        let mut keys = KeyIndex::default();
         let mut it = view.iter(
             vec![layout::TABLE_HISTORY],
             layout::table_end(layout::TABLE_HISTORY),
@@ -154,17 +154,18 @@ impl Engine {
         while let Some((k, v)) = it.item() {
             let rev = layout::history_key_decode(k);
             let rec = record::decode_history(rev.main, v);
-            index.push(&rec.kv.key, rev, rec.kind);
+            revisions.push(&rec.kv.key, rev, rec.kind);
+            let meta = (rec.kind == Kind::Put).then(|| KeyMeta::of(&rec.kv));
+            keys.set(&rec.kv.key, meta);
             it.next();
         }
-        it.status().map_err(StorageError::rocks(
-            "iterate the history for the revision index",
-        ))?;
+        it.status()
+            .map_err(StorageError::rocks("iterate the history for the indexes"))?;
         *self
             .revisions
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = index;
-        Ok(())
+            .unwrap_or_else(PoisonError::into_inner) = revisions;
+        Ok(keys)
     }
 
     /// Adds committed changes to the revision index. The caller holds the store's publish
@@ -402,14 +403,10 @@ pub fn encode_changes(fx: &Effects, out: &mut Vec<BatchEntry>, revisions: &mut V
     }
 }
 
-/// Adds what a write group changed in total to `out`: the final state of every touched key,
-/// lease attachments, leases, and the new revision if it moved from `committed_rev`.
-/// Written once per group, however many of its requests touched the same key.
+/// Adds what a write group changed in total besides the history to `out`: lease
+/// attachments, leases, and the new revision if it moved from `committed_rev`. Written once
+/// per group, however many of its requests touched the same lease.
 pub fn encode_overlay(ov: &Overlay, committed_rev: i64, out: &mut Vec<BatchEntry>) {
-    for (key, latest) in &ov.latest {
-        let value = latest.as_ref().map(record::encode_latest);
-        out.push((layout::kv_key(key), value));
-    }
     for ((lease, key), attached) in &ov.attach {
         out.push((layout::attach_key(*lease, key), attached.then(Vec::new)));
     }
@@ -533,30 +530,9 @@ impl<'a> DbView<'a> {
         }
     }
 
-    fn scan_current(
-        &self,
-        range: &KeyRange,
-        visit: &mut dyn FnMut(&dyn Entry) -> Step,
-    ) -> Result<(), StorageError> {
-        let (lo, hi) = layout::kv_bounds(range);
-        let mut it = self.iter(lo, hi);
-        while let Some((k, v)) = it.item() {
-            let entry = CurrentEntry {
-                key: &k[1..],
-                raw: v,
-                revision: self.revision,
-            };
-            if visit(&entry)?.is_break() {
-                break;
-            }
-            it.next();
-        }
-        it.status().map_err(StorageError::rocks("iterate keys"))
-    }
-
-    /// Past revisions: the live keys come from the revision index, a chunk at a time (the
-    /// index lock is not held while visiting), their records from the history.
-    fn scan_past(
+    /// The live keys come from the revision index, a chunk at a time (the index lock is not
+    /// held while visiting), their records from the history on demand.
+    fn scan_at(
         &self,
         rev: i64,
         range: &KeyRange,
@@ -624,24 +600,21 @@ impl StateView for DbView<'_> {
         if range.is_empty() {
             return Ok(());
         }
-        if rev == self.revision {
-            self.scan_current(range, visit)
-        } else {
-            self.scan_past(rev, range, visit)
-        }
+        self.scan_at(rev, range, visit)
     }
 
-    /// A point lookup in the `k` table instead of a scan.
+    /// A point lookup in the revision index, then the history, instead of a scan.
     fn get(&self, key: &[u8]) -> Result<Option<PbKeyValue>, StorageError> {
-        let Some(raw) = self.get_raw(&layout::kv_key(key))? else {
-            return Ok(None);
-        };
-        let entry = CurrentEntry {
-            key,
-            raw: &raw,
-            revision: self.revision,
-        };
-        entry.load().map(Some)
+        match self.version_at(key, self.revision)? {
+            Some((rev, Kind::Put)) => PastEntry {
+                key: key.to_vec(),
+                rev,
+                view: self,
+            }
+            .load()
+            .map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// From the key index when the view has one: no RocksDB read.
@@ -674,33 +647,7 @@ impl StateView for DbView<'_> {
     }
 }
 
-/// A key met in the `k` table.
-struct CurrentEntry<'i> {
-    key: &'i [u8],
-    raw: &'i [u8],
-    revision: i64,
-}
-
-impl Entry for CurrentEntry<'_> {
-    fn key(&self) -> &[u8] {
-        self.key
-    }
-
-    fn load(&self) -> Result<PbKeyValue, StorageError> {
-        let kv = record::decode_latest(self.key, self.raw);
-        assert!(
-            kv.mod_revision <= self.revision,
-            "key {:?} modified at {} after the view's revision {}",
-            self.key,
-            kv.mod_revision,
-            self.revision
-        );
-        Ok(kv)
-    }
-}
-
-/// A key met in the revision index at a past revision; its record is read from the history
-/// on demand.
+/// A key met in the revision index; its record is read from the history on demand.
 struct PastEntry<'v, 'a> {
     key: Vec<u8>,
     rev: Rev,

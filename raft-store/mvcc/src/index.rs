@@ -1,9 +1,11 @@
-//! The in-memory key index: key → [`KeyMeta`] (create revision, latest revision, version,
-//! lease) of every live key, like etcd's `treeIndex` but for the latest version only.
+//! The writer's in-memory key index: key → [`KeyMeta`] (create revision, latest revision,
+//! version, lease) of every live key. The revision index (`revisions.rs`) knows which
+//! revisions each key has; this one keeps the latest version's numbers at hand, in a hash map,
+//! for the single writer only.
 //!
 //! It lets the write path decide a put (new version number, create revision, lease to
 //! detach) without a RocksDB read of the key's previous version. It is derived state, never
-//! persisted: [`KeyIndex::build`] rebuilds it from the `k` table when a database is opened
+//! persisted: `Engine::rebuild_indexes` rebuilds it from the history when a database is opened
 //! or a snapshot installed, and the single writer updates it with the final state of every
 //! committed write group ([`KeyIndex::update`]). Compaction only removes history, never a
 //! live version, so it never changes the index.
@@ -15,10 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use etcd_client::proto::PbKeyValue;
 
-use crate::engine::DbView;
-use crate::error::StorageError;
-use crate::layout;
-use crate::record;
 use crate::view::KeyMeta;
 
 /// key → meta of its live version.
@@ -28,21 +26,6 @@ pub struct KeyIndex {
 }
 
 impl KeyIndex {
-    /// Reads every live key of the `k` table of `view` (the committed latest state).
-    pub fn build(view: &DbView<'_>) -> Result<KeyIndex, StorageError> {
-        let mut keys = HashMap::new();
-        let mut it = view.iter(vec![layout::TABLE_KV], layout::table_end(layout::TABLE_KV));
-        while let Some((k, v)) = it.item() {
-            let key = &k[1..];
-            let kv = record::decode_latest(key, v);
-            keys.insert(key.into(), KeyMeta::of(&kv));
-            it.next();
-        }
-        it.status()
-            .map_err(StorageError::rocks("iterate keys for the key index"))?;
-        Ok(KeyIndex { keys })
-    }
-
     /// The meta of `key`'s live version.
     pub fn get(&self, key: &[u8]) -> Option<KeyMeta> {
         self.keys.get(key).copied()
@@ -57,19 +40,19 @@ impl KeyIndex {
     /// Applies the final state of the keys a committed write changed (`None`: deleted).
     pub fn update(&mut self, latest: &BTreeMap<Vec<u8>, Option<PbKeyValue>>) {
         for (key, kv) in latest {
-            match kv {
-                Some(kv) => {
-                    let meta = KeyMeta::of(kv);
-                    match self.keys.get_mut(key.as_slice()) {
-                        Some(slot) => *slot = meta,
-                        None => {
-                            self.keys.insert(key.as_slice().into(), meta);
-                        }
-                    }
-                }
-                None => {
-                    self.keys.remove(key.as_slice());
-                }
+            self.set(key, kv.as_ref().map(KeyMeta::of));
+        }
+    }
+
+    /// Sets the meta of `key`'s live version (`None`: the key is not live).
+    pub fn set(&mut self, key: &[u8], meta: Option<KeyMeta>) {
+        match (meta, self.keys.get_mut(key)) {
+            (Some(meta), Some(slot)) => *slot = meta,
+            (Some(meta), None) => {
+                self.keys.insert(key.into(), meta);
+            }
+            (None, _) => {
+                self.keys.remove(key);
             }
         }
     }

@@ -8,21 +8,22 @@
 //! |--------|---------------------------------------|-----------------------------------------|
 //! | `m`    | internal meta name                    | revision, compact revision, compaction job, format |
 //! | `u`    | caller's meta key                     | caller's opaque value                    |
-//! | `k`    | user key                              | latest live version (`record::encode_latest`) |
 //! | `h`    | BE main, BE sub                       | kind byte + etcd `KeyValue` protobuf     |
 //! | `l`    | lease id (order-preserving)           | granted TTL, BE i64                      |
 //! | `a`    | lease id (order-preserving), user key | empty: the key is attached to the lease  |
 //!
-//! Layout 1 also had an `i` table, (escaped key, revision) → put or tombstone, for reads at
-//! past revisions; layout 2 keeps that in memory (`revisions.rs`) and drops the table when it
-//! opens a layout 1 database.
+//! Layout 1 also had a `k` table, key → latest version, and an `i` table, (escaped key,
+//! revision) → put or tombstone, for reads at past revisions: two more memtable inserts per
+//! change, at random positions of the skiplist. Layout 2 keeps what they told in memory
+//! (`revisions.rs`, `index.rs`, rebuilt from the history at open, like etcd's `treeIndex`) and
+//! drops both tables when it opens a layout 1 database.
 
-use crate::view::{KeyRange, Rev};
+use crate::view::Rev;
 
 /// The caller's meta entries.
 pub const TABLE_USER_META: u8 = b'u';
-/// Latest live version of each key.
-pub const TABLE_KV: u8 = b'k';
+/// Layout 1's key → latest version table, dropped by layout 2.
+pub const TABLE_KV_V1: u8 = b'k';
 /// Layout 1's (key, revision) → kind table, dropped by layout 2.
 pub const TABLE_INDEX_V1: u8 = b'i';
 /// revision → change record: the history for watch replay, past reads and hashing.
@@ -44,8 +45,8 @@ pub const META_COMPACT_JOB: &[u8] = b"mcompact-job";
 pub const META_FORMAT: &[u8] = b"mformat";
 /// The layout version this code writes.
 pub const FORMAT_VERSION: u32 = 2;
-/// The older layout this code upgrades on open: with the `i` table.
-pub const FORMAT_WITH_INDEX_TABLE: u32 = 1;
+/// The older layout this code upgrades on open: with the `k` and `i` tables.
+pub const FORMAT_V1: u32 = 1;
 
 const REV_BYTES: usize = 16;
 
@@ -88,20 +89,6 @@ fn rev_decode(b: &[u8]) -> Rev {
     let main = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
     let sub = i64::from_be_bytes(b[8..16].try_into().expect("8 bytes"));
     Rev { main, sub }
-}
-
-/// `k` ++ key.
-pub fn kv_key(key: &[u8]) -> Vec<u8> {
-    prefixed(TABLE_KV, &[key])
-}
-
-/// RocksDB bounds `[lo, hi)` of the `k` entries of `range`.
-pub fn kv_bounds(range: &KeyRange) -> (Vec<u8>, Vec<u8>) {
-    let hi = match &range.end {
-        Some(end) => kv_key(end),
-        None => table_end(TABLE_KV),
-    };
-    (kv_key(&range.start), hi)
 }
 
 /// `u` ++ caller key.

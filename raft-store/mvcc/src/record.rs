@@ -37,26 +37,6 @@ impl Kind {
     }
 }
 
-/// Encodes the `k` value: the key's latest version without the key (the entry's key holds it).
-pub fn encode_latest(kv: &PbKeyValue) -> Vec<u8> {
-    check_version(kv);
-    let stored = PbKeyValue {
-        key: Vec::new(),
-        ..kv.clone()
-    };
-    stored.encode_to_vec()
-}
-
-/// Decodes a `k` value of `key`. Panics if it is corrupt.
-pub fn decode_latest(key: &[u8], raw: &[u8]) -> PbKeyValue {
-    let mut kv = PbKeyValue::decode(raw)
-        .unwrap_or_else(|e| panic!("corrupt latest record for key {key:?}: {e}"));
-    assert!(kv.key.is_empty(), "corrupt latest record for key {key:?}");
-    kv.key = key.to_vec();
-    check_version(&kv);
-    kv
-}
-
 fn check_version(kv: &PbKeyValue) {
     assert!(
         kv.version >= 1 && kv.create_revision >= 1 && kv.mod_revision >= kv.create_revision,
@@ -146,7 +126,6 @@ mod tests {
     // Records round-trip, and the history body is exactly etcd's protobuf.
     #[test]
     fn records_round_trip() {
-        assert_eq!(decode_latest(b"k", &encode_latest(&kv())), kv());
         let h = encode_history(Kind::Put, &kv());
         assert_eq!(
             decode_history(5, &h),
@@ -166,6 +145,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "corrupt")]
     fn corrupt_record_panics() {
-        decode_latest(b"k", &[0xFF, 0xFF, 0xFF]);
+        decode_history(3, &[b'p', 0xFF, 0xFF, 0xFF]);
     }
 }

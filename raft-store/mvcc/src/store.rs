@@ -69,8 +69,8 @@ impl Mvcc {
         // RocksDB creates a missing live directory but never fsyncs its parent; without this
         // a power cut could drop the directory entry and with it every flushed table.
         dirs::sync_dir(dir)?;
+        let index = engine.rebuild_indexes()?;
         finish_pending_compaction(&engine, &opts)?;
-        let index = KeyIndex::build(&engine.latest_view_unindexed())?;
         Ok(Mvcc {
             dir: dir.to_path_buf(),
             opts,
@@ -337,10 +337,7 @@ impl Mvcc {
             .to_string();
         let new_path = dirs::prepare_next(&self.dir, &live_name)?;
         let new_engine = Engine::open(&new_path, &self.opts)?;
-        let new_index = match self
-            .load(&new_engine, &mut reader)
-            .and_then(|()| Ok(KeyIndex::build(&new_engine.latest_view_unindexed())?))
-        {
+        let new_index = match self.load(&new_engine, &mut reader) {
             Ok(new_index) => new_index,
             Err(e) => {
                 new_engine.mark_obsolete();
@@ -365,12 +362,13 @@ impl Mvcc {
         Ok(())
     }
 
-    /// Loads, validates and flushes a snapshot into `engine` (not yet live).
+    /// Loads, validates and flushes a snapshot into `engine` (not yet live); returns the key
+    /// index of its latest state.
     fn load(
         &self,
         engine: &Engine,
         reader: &mut snapshot::Reader<'_>,
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<KeyIndex, SnapshotError> {
         let mut batch = WriteBatch::default();
         while let Some((key, value)) = reader.next_record()? {
             batch.put(key, value);
@@ -383,11 +381,11 @@ impl Mvcc {
             .trailer()
             .expect("trailer read after the last record");
         check_loaded(engine, trailer)?;
-        engine.rebuild_revisions()?;
+        let index = engine.rebuild_indexes()?;
         finish_pending_compaction(engine, &self.opts)?;
         engine.flush()?;
         dirs::sync_dir(&self.dir)?;
-        Ok(())
+        Ok(index)
     }
 }
 
@@ -405,13 +403,13 @@ fn check_loaded(engine: &Engine, trailer: snapshot::Trailer) -> Result<(), Snaps
         return Err(mismatch("revisions are impossible and"));
     }
     let format = engine.get_latest(layout::META_FORMAT)?;
-    if format.as_deref() == Some(&layout::FORMAT_WITH_INDEX_TABLE.to_be_bytes()[..]) {
+    if format.as_deref() == Some(&layout::FORMAT_V1.to_be_bytes()[..]) {
         // From a member still on layout 1.
-        engine.upgrade_from_index_table()?;
+        engine.upgrade_from_layout_1()?;
     } else if format.as_deref() != Some(&layout::FORMAT_VERSION.to_be_bytes()[..]) {
         return Err(SnapshotError::Corrupt(format!(
             "snapshot holds layout {format:?}, expected {} or {}",
-            layout::FORMAT_WITH_INDEX_TABLE,
+            layout::FORMAT_V1,
             layout::FORMAT_VERSION
         )));
     }
@@ -566,7 +564,7 @@ mod tests {
     fn index_and_rebuilt(s: &Mvcc) -> (KeyIndex, KeyIndex) {
         let index = s.lock_writer().clone();
         let engine = s.current_engine();
-        let rebuilt = KeyIndex::build(&engine.latest_view_unindexed()).unwrap();
+        let rebuilt = engine.rebuild_indexes().unwrap();
         (index, rebuilt)
     }
 
@@ -757,7 +755,7 @@ mod tests {
     ) {
         let engine = s.current_engine();
         let incremental = engine.revisions_snapshot();
-        engine.rebuild_revisions().unwrap();
+        engine.rebuild_indexes().unwrap();
         (incremental, engine.revisions_snapshot())
     }
 
@@ -861,37 +859,30 @@ mod tests {
         );
     }
 
-    // A layout 1 database (with the `i` table) opens as layout 2: the table is dropped and
-    // past reads come from the in-memory revision index.
+    // A layout 1 database (with the `k` and `i` tables) opens as layout 2: the tables are
+    // dropped, and the latest state and past reads come from the history.
     #[test]
     fn layout_1_database_is_upgraded_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let past = {
+        let (latest, past) = {
             let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
             for i in 0..3 {
                 put(&s, "a", &i.to_string());
             }
-            // What layout 1 kept: a `(key, revision)` row per change and format 1.
+            // What layout 1 kept besides: a `(key, revision)` row per change, the latest
+            // version per key, and format 1.
             let engine = s.current_engine();
             let mut batch = WriteBatch::default();
             for main in 2..5 {
-                batch.put(
-                    [
-                        &[layout::TABLE_INDEX_V1][..],
-                        b"a\0\x01",
-                        &layout::rev_bytes(crate::view::Rev { main, sub: 0 }),
-                    ]
-                    .concat(),
-                    b"p",
-                );
+                let rev = layout::rev_bytes(crate::view::Rev { main, sub: 0 });
+                let key = [&[layout::TABLE_INDEX_V1][..], b"a\0\x01", &rev].concat();
+                batch.put(key, b"p");
             }
-            batch.put(
-                layout::META_FORMAT,
-                layout::FORMAT_WITH_INDEX_TABLE.to_be_bytes(),
-            );
+            batch.put([layout::TABLE_KV_V1, b'a'], b"latest");
+            batch.put(layout::META_FORMAT, layout::FORMAT_V1.to_be_bytes());
             engine.commit(batch).unwrap();
             s.flush().unwrap();
-            range_at(&s, 3)
+            (range_at(&s, 4), range_at(&s, 3))
         };
         let s = Mvcc::open(dir.path(), MvccOptions::default()).unwrap();
         let engine = s.current_engine();
@@ -900,12 +891,15 @@ mod tests {
             Some(layout::FORMAT_VERSION.to_be_bytes().to_vec())
         );
         let view = engine.latest_view_unindexed();
-        let it = view.iter(
-            vec![layout::TABLE_INDEX_V1],
-            layout::table_end(layout::TABLE_INDEX_V1),
-        );
-        assert!(!it.valid(), "the `i` table is gone");
+        for table in [layout::TABLE_INDEX_V1, layout::TABLE_KV_V1] {
+            let it = view.iter(vec![table], layout::table_end(table));
+            assert!(!it.valid(), "table {} is gone", table as char);
+        }
+        assert_eq!(range_at(&s, 4), latest);
+        assert_eq!(latest, vec![(b"a".to_vec(), b"2".to_vec())]);
         assert_eq!(range_at(&s, 3), past);
         assert_eq!(past, vec![(b"a".to_vec(), b"1".to_vec())]);
+        put(&s, "a", "3");
+        assert_eq!(s.lock_writer().get(b"a").map(|m| m.version), Some(4));
     }
 }
