@@ -144,6 +144,7 @@ impl Engine {
     /// latest state, read in the same pass (at open, after a snapshot load). Compaction never
     /// removes a key's newest change, so the history ends with every live version.
     pub fn rebuild_indexes(&self) -> Result<KeyIndex, StorageError> {
+        let started = Instant::now();
         let view = self.latest_view_unindexed();
         let mut revisions = RevisionIndex::default();
         let mut keys = KeyIndex::default();
@@ -151,7 +152,9 @@ impl Engine {
             vec![layout::TABLE_HISTORY],
             layout::table_end(layout::TABLE_HISTORY),
         );
+        let mut records = 0u64;
         while let Some((k, v)) = it.item() {
+            records += 1;
             let rev = layout::history_key_decode(k);
             let rec = record::decode_history(rev.main, v);
             revisions.push(&rec.kv.key, rev, rec.kind);
@@ -161,6 +164,14 @@ impl Engine {
         }
         it.status()
             .map_err(StorageError::rocks("iterate the history for the indexes"))?;
+        tracing::info!(
+            path = %self.path().display(),
+            records,
+            keys = revisions.len(),
+            live_keys = keys.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "rebuilt the in-memory indexes from the history"
+        );
         *self
             .revisions
             .write()

@@ -32,7 +32,6 @@ impl KeyIndex {
     }
 
     /// Number of live keys.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
     }

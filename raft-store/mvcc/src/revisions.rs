@@ -141,7 +141,6 @@ impl RevisionIndex {
     }
 
     /// Number of keys with indexed changes.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -5,7 +5,6 @@
 //! panicking test, the tail of every log is printed so the failure can be read from CI output.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -41,29 +40,9 @@ pub struct Cluster {
     extra_args: Vec<String>,
 }
 
-/// A free loopback port for a server, chosen at random below Linux's ephemeral range
-/// (32768-60999): ports the OS hands out for port 0 or for outgoing connections can be
-/// taken by another process between this check and the server's bind, ports below it
-/// are only taken by servers that chose them.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (std::process::id() as u64)
-        .wrapping_mul(2654435761)
-        .wrapping_add(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos() as u64,
-        );
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
-        let port = 10000 + ((seed.wrapping_add(n.wrapping_mul(7919))) % 22000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 fn binary(flavor: Flavor) -> PathBuf {
     match flavor {
