@@ -1,5 +1,6 @@
 //! The RocksDB side: opening a database directory, the RocksDB-backed [`StateView`]
-//! ([`DbView`]), and turning [`Effects`] into one write batch.
+//! ([`DbView`]: the revision index says which version of a key is live at a revision, the
+//! history holds the record), and turning [`Effects`] into one write batch.
 //!
 //! Durability contract: writes go to the memtable with the RocksDB WAL disabled (the Raft log
 //! is the durable log). What a reopen finds is the state after the last memtable flush, which
@@ -39,7 +40,8 @@ pub struct Engine {
     db: DB,
     revision: AtomicI64,
     compact: AtomicI64,
-    /// Every key's uncompacted changes (see `revisions.rs`), for reads at past revisions.
+    /// Every key's uncompacted changes (see `revisions.rs`): which version of a key is live
+    /// at any revision, for every read.
     revisions: RwLock<RevisionIndex>,
     /// Compacted changes still in `revisions`, waiting for older readers to finish.
     prunes: Mutex<Prunes>,
@@ -392,8 +394,9 @@ impl Engine {
     }
 }
 
-/// How many keys a past-revision scan examines per look at the revision index.
-const PAST_SCAN_CHUNK: usize = 1024;
+/// How many keys a scan examines per look at the revision index (the read lock is released
+/// in between, so a long range never holds up the writer).
+const SCAN_CHUNK: usize = 1024;
 
 /// How many RocksDB info LOG files to keep; they only help debugging.
 const ROCKSDB_INFO_LOGS_KEPT: usize = 3;
@@ -551,9 +554,9 @@ impl<'a> DbView<'a> {
     ) -> Result<(), StorageError> {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let chunk =
-                self.revision_index()
-                    .live_at(rev, range, after.as_deref(), PAST_SCAN_CHUNK);
+            let chunk = self
+                .revision_index()
+                .live_at(rev, range, after.as_deref(), SCAN_CHUNK);
             for (key, found) in chunk.live {
                 let entry = PastEntry {
                     key,

@@ -637,6 +637,11 @@ mod tests {
         src.write_snapshot(&mut snap).unwrap();
         dst.install_snapshot(&mut snap.as_slice()).unwrap();
         assert_eq!(*dst.lock_writer(), *src.lock_writer());
+        assert_eq!(
+            dst.current_engine().revisions_snapshot(),
+            src.current_engine().revisions_snapshot(),
+            "the revision index is the snapshot's history"
+        );
         put(&dst, "k00", "next");
         put(&src, "k00", "next");
         let (index, rebuilt) = index_and_rebuilt(&dst);
