@@ -105,6 +105,14 @@ pub struct Flags {
         default_value = "10m"
     )]
     pub experimental_watch_progress_notify_interval: String,
+    /// Auto-compaction mode: `periodic` (keep a duration of history) or `revision` (keep a
+    /// number of revisions).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto-compaction retention: for `periodic` a duration (`30m`, `1h`; a bare number is
+    /// hours, as in etcd), for `revision` a number of revisions. 0 turns it off.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
     /// Extra URLs serving only `/metrics` and `/health` (they are always on the client URLs).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
@@ -182,10 +190,58 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     /// Interval of periodic watch progress notifications.
     pub watch_progress_notify_interval: Duration,
+    /// Auto-compaction by the leader, if on.
+    pub auto_compaction: Option<AutoCompaction>,
     /// Test-only: acknowledge appends before fsync.
     pub unsafe_no_fsync: bool,
     /// Test-only: linearizable reads served locally.
     pub unsafe_local_reads: bool,
+}
+
+/// What the leader's auto-compaction keeps (see `server/compactor.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep this much history (time).
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+/// Parses `--auto-compaction-mode` and `--auto-compaction-retention` as etcd does.
+pub fn parse_auto_compaction(
+    mode: &str,
+    retention: &str,
+) -> Result<Option<AutoCompaction>, ConfigError> {
+    let retention = retention.trim();
+    let bad = |reason: String| ConfigError::BadFlag {
+        flag: "auto-compaction-retention",
+        reason,
+    };
+    match mode {
+        "periodic" => {
+            if let Ok(hours) = retention.parse::<u64>() {
+                return Ok((hours > 0)
+                    .then(|| AutoCompaction::Periodic(Duration::from_secs(hours * 3600))));
+            }
+            let d = parse_duration("auto-compaction-retention", retention)?;
+            Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
+        }
+        "revision" => {
+            let n: i64 = retention.parse().map_err(|_| {
+                bad(format!(
+                    "{retention:?} is not a number of revisions (revision mode)"
+                ))
+            })?;
+            if n < 0 {
+                return Err(bad(format!("{n} revisions: must not be negative")));
+            }
+            Ok((n > 0).then_some(AutoCompaction::Revision(n)))
+        }
+        other => Err(ConfigError::BadFlag {
+            flag: "auto-compaction-mode",
+            reason: format!("{other:?} is neither \"periodic\" nor \"revision\""),
+        }),
+    }
 }
 
 /// A flag value that cannot be used.
@@ -277,6 +333,10 @@ impl Config {
             watch_progress_notify_interval: parse_duration(
                 "experimental-watch-progress-notify-interval",
                 &f.experimental_watch_progress_notify_interval,
+            )?,
+            auto_compaction: parse_auto_compaction(
+                &f.auto_compaction_mode,
+                &f.auto_compaction_retention,
             )?,
             unsafe_no_fsync: f.unsafe_no_fsync,
             unsafe_local_reads: f.unsafe_local_reads,
@@ -491,6 +551,35 @@ mod tests {
         assert_eq!(d("1.5s").unwrap(), Duration::from_millis(1500));
         for bad in ["", "10", "5x", "0s", "s"] {
             assert!(d(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    // etcd's auto-compaction flags: a bare number is hours in periodic mode, 0 is off.
+    #[test]
+    fn auto_compaction_flags_parse_as_in_etcd() {
+        let p = parse_auto_compaction;
+        assert_eq!(p("periodic", "0").unwrap(), None);
+        assert_eq!(
+            p("periodic", "1").unwrap(),
+            Some(AutoCompaction::Periodic(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            p("periodic", "30m").unwrap(),
+            Some(AutoCompaction::Periodic(Duration::from_secs(1800)))
+        );
+        assert_eq!(p("revision", "0").unwrap(), None);
+        assert_eq!(
+            p("revision", "1000").unwrap(),
+            Some(AutoCompaction::Revision(1000))
+        );
+        for (mode, retention) in [
+            ("revision", "1h"),
+            ("revision", "-5"),
+            ("periodic", "x"),
+            ("daily", "1"),
+        ] {
+            let err = p(mode, retention).unwrap_err().to_string();
+            assert!(err.contains("auto-compaction"), "{mode} {retention}: {err}");
         }
     }
 

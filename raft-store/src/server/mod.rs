@@ -10,6 +10,7 @@
 //! ```
 
 pub mod cluster;
+pub mod compactor;
 pub mod errors;
 pub mod http;
 pub mod identity;
@@ -307,6 +308,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(lease_expiry(node.clone()));
     tokio::spawn(leadership_watch(node.clone()));
     tokio::spawn(maintenance::quota_watch(node.clone()));
+    if let Some(mode) = node.cfg.auto_compaction {
+        tokio::spawn(compactor::run(node.clone(), mode));
+    }
     tracing::info!(
         name = %node.cfg.name,
         member_id = format!("{:x}", node.cfg.member_id),
