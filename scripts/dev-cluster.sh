@@ -2,7 +2,9 @@
 # Starts (or stops) a local 3-member skiff-store cluster and a skiff-apiserver on loopback:
 #   store clients: http://127.0.0.1:2379, :22379, :32379   peers: :2380, :22380, :32380
 #   Kubernetes API: http://127.0.0.1:6443 (kubectl --server http://127.0.0.1:6443)
-# Data and logs live in ./tmp/dev-cluster. Usage: scripts/dev-cluster.sh start|stop|status
+# The store members compact history older than 5 minutes themselves, as kube-apiserver has
+# etcd do (its --etcd-compaction-interval). Data and logs live in ./tmp/dev-cluster.
+# Usage: scripts/dev-cluster.sh start|stop|status
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=tmp/dev-cluster
@@ -18,7 +20,8 @@ case "${1:-start}" in
       nohup target/release/skiff-store --name "$n" --data-dir "$dir/$n" \
         --listen-client-urls "http://127.0.0.1:${client[$i]}" --advertise-client-urls "http://127.0.0.1:${client[$i]}" \
         --listen-peer-urls "http://127.0.0.1:${peer[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer[$i]}" \
-        --initial-cluster "$initial" --initial-cluster-state new >"$dir/$n.log" 2>&1 &
+        --initial-cluster "$initial" --initial-cluster-state new \
+        --auto-compaction-mode periodic --auto-compaction-retention 5m >"$dir/$n.log" 2>&1 &
       echo $! >"$dir/$n.pid"
     done
     eps=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
