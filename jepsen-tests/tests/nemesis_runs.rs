@@ -86,6 +86,29 @@ fn execute(options: &RunOptions) -> RunReport {
     report
 }
 
+/// Runs `options` until the run is invalid, at most `attempts` times (the next attempt with
+/// the next seed), and returns the last report. For the runs that must catch a deliberately
+/// broken store: whether a fault window catches a client reading stale data depends on the
+/// timing of one machine at one moment (about one 37 s run in three caught nothing in its
+/// four windows on this 2-core machine), and the property is that the harness catches the
+/// broken store, not that one particular run does.
+fn execute_until_invalid(options: &mut RunOptions, attempts: u64) -> RunReport {
+    let mut report = execute(options);
+    for _ in 1..attempts {
+        if report.validity == Validity::Invalid {
+            break;
+        }
+        eprintln!(
+            "no violation found with seed {}; trying the next seed",
+            options.seed
+        );
+        options.seed += 1;
+        let _ = std::fs::remove_dir_all(&options.out);
+        report = execute(options);
+    }
+    report
+}
+
 fn checker<'a>(report: &'a RunReport, name: &str) -> &'a skiff_jepsen::report::CheckerResult {
     report
         .checkers
@@ -202,7 +225,7 @@ fn unsafe_local_reads_are_not_linearizable() {
         step(18, 6, Fault::Partition(Shape::IsolateLeader)),
         step(27, 6, Fault::Partition(Shape::IsolateOne(1))),
     ]);
-    let report = execute(&options);
+    let report = execute_until_invalid(&mut options, 3);
     let linearizable = checker(&report, "linearizable");
     assert_eq!(
         linearizable.validity,
@@ -230,7 +253,7 @@ fn unsafe_local_reads_are_not_strict_serializable() {
         step(18, 6, Fault::Partition(Shape::IsolateLeader)),
         step(27, 6, Fault::Partition(Shape::IsolateOne(1))),
     ]);
-    let report = execute(&options);
+    let report = execute_until_invalid(&mut options, 3);
     let append = checker(&report, "strict serializable");
     assert_eq!(append.validity, Validity::Invalid, "{}", report.summary());
     assert_eq!(report.validity, Validity::Invalid);
