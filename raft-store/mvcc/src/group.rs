@@ -12,9 +12,9 @@
 //!                       │                                  ├─► history entries
 //!                       │                                  └─► overlay (read by op2, op3...)
 //!                   apply(op2, meta) ...
-//!  commit() ─► one WriteBatch in key order: history, the final state of each key,
-//!              attachments, leases, revision (once), the newest value of each meta key
-//!              ─► revision index and key index updates
+//!  commit() ─► one WriteBatch in key order: history, the final lease attachments and
+//!              leases, revision (once), the newest value of each meta key
+//!              ─► revision index (before the revision is published) and key index updates
 //! ```
 //!
 //! Readers see nothing of a group before [`WriteGroup::commit`]; then all of it at once.
