@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use etcd_client::proto::PbKeyValue;
@@ -45,6 +45,8 @@ pub struct Engine {
     revisions: RwLock<RevisionIndex>,
     /// Compacted changes still in `revisions`, waiting for older readers to finish.
     prunes: Mutex<Prunes>,
+    /// Whether `prunes` holds anything: every commit checks it, without the mutex.
+    prunes_pending: AtomicBool,
     dir_guard: ObsoleteDir,
 }
 
@@ -93,6 +95,7 @@ impl Engine {
             compact: AtomicI64::new(NEVER_COMPACTED),
             revisions: RwLock::new(RevisionIndex::default()),
             prunes: Mutex::new(Prunes::default()),
+            prunes_pending: AtomicBool::new(false),
             dir_guard: ObsoleteDir {
                 path: path.to_path_buf(),
                 obsolete: AtomicBool::new(false),
@@ -174,10 +177,7 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "rebuilt the in-memory indexes from the history"
         );
-        *self
-            .revisions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = revisions;
+        *self.revisions_mut() = revisions;
         Ok(keys)
     }
 
@@ -187,10 +187,7 @@ impl Engine {
         if changes.is_empty() {
             return;
         }
-        let mut index = self
-            .revisions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut index = self.revisions_mut();
         for (key, rev, kind) in changes {
             index.push(key, *rev, *kind);
         }
@@ -206,6 +203,7 @@ impl Engine {
         let mut prunes = self.prunes.lock().unwrap_or_else(PoisonError::into_inner);
         prunes.pending.push((compaction_seq, compacted));
         prunes.checked = None;
+        self.prunes_pending.store(true, Ordering::Release);
         drop(prunes);
         self.prune_when_safe();
     }
@@ -215,6 +213,9 @@ impl Engine {
     /// one that started later refuses to. Cheap when nothing is pending; otherwise checks
     /// the live snapshots at most every [`PRUNE_CHECK_INTERVAL`].
     pub fn prune_when_safe(&self) {
+        if !self.prunes_pending.load(Ordering::Acquire) {
+            return;
+        }
         let mut prunes = self.prunes.lock().unwrap_or_else(PoisonError::into_inner);
         if prunes.pending.is_empty()
             || prunes
@@ -228,20 +229,25 @@ impl Engine {
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut prunes.pending)
             .into_iter()
             .partition(|(seq, _)| *seq <= oldest);
+        self.prunes_pending
+            .store(!waiting.is_empty(), Ordering::Release);
         prunes.pending = waiting;
         drop(prunes);
         if ready.is_empty() {
             return;
         }
-        let mut index = self
-            .revisions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut index = self.revisions_mut();
         for (_, compacted) in ready {
-            for (key, rev) in compacted {
-                index.remove(&key, rev);
-            }
+            index.remove(compacted);
         }
+    }
+
+    fn revisions_mut(&self) -> RwLockWriteGuard<'_, RevisionIndex> {
+        // A writer that panicked mid-update poisons the store's writer mutex too, which is
+        // fatal (see `store.rs`); the index itself is still a consistent map.
+        self.revisions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The sequence number of the oldest live RocksDB snapshot (`u64::MAX` if none).
@@ -557,10 +563,10 @@ impl<'a> DbView<'a> {
             let chunk = self
                 .revision_index()
                 .live_at(rev, range, after.as_deref(), SCAN_CHUNK);
-            for (key, found) in chunk.live {
+            for (key, found) in &chunk.live {
                 let entry = PastEntry {
                     key,
-                    rev: found,
+                    rev: *found,
                     view: self,
                 };
                 if visit(&entry)?.is_break() {
@@ -621,7 +627,7 @@ impl StateView for DbView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<PbKeyValue>, StorageError> {
         match self.version_at(key, self.revision)? {
             Some((rev, Kind::Put)) => PastEntry {
-                key: key.to_vec(),
+                key,
                 rev,
                 view: self,
             }
@@ -662,15 +668,15 @@ impl StateView for DbView<'_> {
 }
 
 /// A key met in the revision index; its record is read from the history on demand.
-struct PastEntry<'v, 'a> {
-    key: Vec<u8>,
+struct PastEntry<'k, 'v, 'a> {
+    key: &'k [u8],
     rev: Rev,
     view: &'v DbView<'a>,
 }
 
-impl Entry for PastEntry<'_, '_> {
+impl Entry for PastEntry<'_, '_, '_> {
     fn key(&self) -> &[u8] {
-        &self.key
+        self.key
     }
 
     fn load(&self) -> Result<PbKeyValue, StorageError> {

@@ -127,19 +127,28 @@ impl RevisionIndex {
         chunk
     }
 
-    /// Removes the change of `key` at `rev` (compacted away); the key goes when it has no
-    /// changes left. Panics if there is no such change: the caller found it in this index.
-    pub fn remove(&mut self, key: &[u8], rev: Rev) {
-        let changes = self
-            .keys
-            .get_mut(key)
-            .unwrap_or_else(|| panic!("compacted {key:?}@{rev:?} is not indexed"));
-        let at = changes
-            .binary_search_by(|c| c.rev.cmp(&rev))
-            .unwrap_or_else(|_| panic!("compacted {key:?}@{rev:?} is not indexed"));
-        changes.remove(at);
-        if changes.is_empty() {
-            self.keys.remove(key);
+    /// Removes compacted changes; a key goes when it has no changes left. One pass over each
+    /// key's list however many of its changes go (a key written a million times between two
+    /// compactions loses them all at once). Panics if a change is not indexed: the caller
+    /// found every one in this index.
+    pub fn remove(&mut self, mut compacted: Compacted) {
+        compacted.sort_unstable();
+        for group in compacted.chunk_by(|a, b| a.0 == b.0) {
+            let key = group[0].0.as_slice();
+            let changes = self
+                .keys
+                .get_mut(key)
+                .unwrap_or_else(|| panic!("compacted {key:?}@{:?} is not indexed", group[0].1));
+            let before = changes.len();
+            changes.retain(|c| group.binary_search_by(|(_, r)| r.cmp(&c.rev)).is_err());
+            assert_eq!(
+                before - changes.len(),
+                group.len(),
+                "compacted changes of {key:?} are not all indexed"
+            );
+            if changes.is_empty() {
+                self.keys.remove(key);
+            }
         }
     }
 
@@ -233,16 +242,25 @@ mod tests {
         assert!(past_end.live.is_empty() && past_end.resume_after.is_none());
     }
 
-    // Removing compacted changes; a key with none left disappears.
+    // Removing compacted changes, in any order and several keys at once; a key with none
+    // left disappears.
     #[test]
     fn remove_drops_changes_then_the_key() {
         let mut idx = sample();
-        idx.remove(b"a", rev(2));
-        idx.remove(b"a", rev(4));
+        idx.remove(vec![(b"a".to_vec(), rev(4)), (b"a".to_vec(), rev(2))]);
         assert_eq!(idx.version_at(b"a", 5), None);
+        assert_eq!(idx.version_at(b"a", 6).map(|c| c.rev), Some(rev(6)));
         assert_eq!(idx.len(), 3);
-        idx.remove(b"a", rev(6));
-        assert_eq!(idx.len(), 2);
+        idx.remove(vec![(b"c".to_vec(), rev(7)), (b"a".to_vec(), rev(6))]);
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx.version_at(b"b", 9).map(|c| c.rev), Some(rev(3)));
+    }
+
+    #[test]
+    #[should_panic(expected = "not all indexed")]
+    fn removing_an_unindexed_change_panics() {
+        let mut idx = sample();
+        idx.remove(vec![(b"a".to_vec(), rev(3))]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::proto::{PbCompactionRequest, PbCompactionResponse};
 use prost::Message;
+use skiff_mvcc::EtcdError;
 
 use super::Node;
 use crate::config::AutoCompaction;
@@ -83,35 +84,62 @@ pub fn revision_target(current: i64, retention: i64, last: i64) -> Option<i64> {
     (target > 0 && target > last).then_some(target)
 }
 
+/// What the leader compacts to next, for either mode.
+#[derive(Debug)]
+enum Plan {
+    Periodic(Periodic),
+    Revision { keep: i64, last: i64 },
+}
+
+impl Plan {
+    fn new(mode: AutoCompaction) -> Plan {
+        match mode {
+            AutoCompaction::Periodic(retention) => Plan::Periodic(Periodic::new(retention)),
+            AutoCompaction::Revision(keep) => Plan::Revision { keep, last: 0 },
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        match self {
+            Plan::Periodic(p) => p.interval(),
+            Plan::Revision { .. } => REVISION_MODE_INTERVAL,
+        }
+    }
+
+    /// The revision to compact to now, if any (`now` is the time since start).
+    fn next(&mut self, now: Duration, current: i64) -> Option<i64> {
+        match self {
+            Plan::Periodic(p) => p.observe(now, current),
+            Plan::Revision { keep, last } => {
+                let target = revision_target(current, *keep, *last)?;
+                *last = target;
+                Some(target)
+            }
+        }
+    }
+
+    /// This member is not leading: a periodic plan forgets its samples.
+    fn pause(&mut self) {
+        if let Plan::Periodic(p) = self {
+            p.reset();
+        }
+    }
+}
+
 /// Runs the auto-compaction of `node` forever.
 pub async fn run(node: Arc<Node>, mode: AutoCompaction) {
     let start = Instant::now();
-    let (every, mut periodic, retention_revs) = match mode {
-        AutoCompaction::Periodic(retention) => {
-            let p = Periodic::new(retention);
-            (p.interval(), Some(p), 0)
-        }
-        AutoCompaction::Revision(keep) => (REVISION_MODE_INTERVAL, None, keep),
-    };
-    tracing::info!(?mode, interval = ?every, "auto-compaction enabled");
-    let mut tick = tokio::time::interval(every);
+    let mut plan = Plan::new(mode);
+    tracing::info!(?mode, interval = ?plan.interval(), "auto-compaction enabled");
+    let mut tick = tokio::time::interval(plan.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = 0;
     loop {
         tick.tick().await;
         if !node.lessor.is_primary() {
-            if let Some(p) = periodic.as_mut() {
-                p.reset();
-            }
+            plan.pause();
             continue;
         }
-        let current = node.mvcc.current_revision();
-        let target = match periodic.as_mut() {
-            Some(p) => p.observe(start.elapsed(), current),
-            None => revision_target(current, retention_revs, last),
-        };
-        if let Some(target) = target {
-            last = target;
+        if let Some(target) = plan.next(start.elapsed(), node.mvcc.current_revision()) {
             compact(&node, target).await;
         }
     }
@@ -133,7 +161,7 @@ async fn compact(node: &Node, revision: i64) {
             "finished auto-compaction"
         ),
         // Someone compacted further already: nothing to do.
-        Err(e) if e.message.contains("compacted") => {
+        Err(e) if e.message == EtcdError::Compacted.etcd_message() => {
             tracing::debug!(revision, error = %e.message, "auto-compaction skipped")
         }
         Err(e) => tracing::warn!(revision, error = %e.message, "auto-compaction failed"),
@@ -173,6 +201,18 @@ mod tests {
             MIN_SAMPLE_INTERVAL
         );
         assert_eq!(Periodic::new(s(24 * 3600)).interval(), MAX_SAMPLE_INTERVAL);
+    }
+
+    // The revision plan compacts each target once; only the periodic plan has samples to
+    // forget when leadership moves.
+    #[test]
+    fn revision_plan_compacts_each_target_once() {
+        let mut plan = Plan::new(AutoCompaction::Revision(1000));
+        assert_eq!(plan.interval(), REVISION_MODE_INTERVAL);
+        assert_eq!(plan.next(s(0), 1500), Some(500));
+        assert_eq!(plan.next(s(300), 1500), None);
+        plan.pause();
+        assert_eq!(plan.next(s(600), 1700), Some(700));
     }
 
     // Keeps the last `retention` revisions.
