@@ -65,12 +65,31 @@ pub async fn open(endpoint: &str) -> Result<Client, BenchError> {
     Ok(c)
 }
 
+/// A kind of connection a workload runs over: `etcd_client`'s (streams: watch, lease
+/// keep-alive) or the lean unary one of [`super::grpc`].
+pub trait Connection: Clone + Send + Sync + Sized + 'static {
+    /// Connects to `endpoint` and checks that it answers.
+    fn open(endpoint: &str) -> impl std::future::Future<Output = Result<Self, BenchError>> + Send;
+}
+
+impl Connection for Client {
+    async fn open(endpoint: &str) -> Result<Client, BenchError> {
+        open(endpoint).await
+    }
+}
+
+impl Connection for super::grpc::UnaryConn {
+    async fn open(endpoint: &str) -> Result<Self, BenchError> {
+        super::grpc::UnaryConn::open(endpoint).await
+    }
+}
+
 /// Opens `conns` connections over `endpoints` (all to the leader when `target_leader`).
-pub async fn connect_all(
+pub async fn connect_all<C: Connection>(
     endpoints: &[String],
     conns: usize,
     target_leader: bool,
-) -> Result<Vec<Client>, BenchError> {
+) -> Result<Vec<C>, BenchError> {
     if endpoints.is_empty() || conns == 0 {
         return Err(BenchError::InvalidOptions(
             "--endpoints and --conns need at least one entry".into(),
@@ -83,7 +102,7 @@ pub async fn connect_all(
     };
     let mut out = Vec::with_capacity(conns);
     for i in 0..conns {
-        out.push(open(&targets[i % targets.len()]).await?);
+        out.push(C::open(&targets[i % targets.len()]).await?);
     }
     Ok(out)
 }

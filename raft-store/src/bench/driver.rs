@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::Client;
 // tokio's clock, which the pacer and `timeout` use.
 use tokio::time::Instant;
 
+use super::connect::Connection;
 use super::options::{LoadPlan, Stop};
 use super::pacer::Pacer;
 use super::stats::Latency;
@@ -29,12 +29,14 @@ pub const OTHER_ERRORS: &str = "(other errors)";
 
 /// A workload: how one client opens its per-run state.
 pub trait Workload: Send + Sync + 'static {
+    /// The connection kind its clients share.
+    type Conn: Connection;
     /// One client's state (its connection and whatever it set up on it).
     type Session: Session;
     /// Opens the state of client `index` on `conn`. Runs before the measured phase.
     fn open(
         &self,
-        conn: Client,
+        conn: Self::Conn,
         index: usize,
     ) -> impl Future<Output = Result<Self::Session, BenchError>> + Send;
 }
@@ -142,7 +144,7 @@ impl Shared {
 /// than `timeout` counts as an error.
 pub async fn drive<W: Workload>(
     workload: Arc<W>,
-    conns: &[Client],
+    conns: &[W::Conn],
     clients: usize,
     plan: LoadPlan,
     timeout: Duration,
@@ -205,6 +207,7 @@ async fn client_loop<S: Session>(mut session: S, shared: Arc<Shared>) -> (S, Lat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etcd_client::Client;
 
     // The tally keeps at most MAX_DISTINCT_ERRORS kinds and loses no count.
     #[test]
@@ -235,6 +238,7 @@ mod tests {
     struct FakeSession;
 
     impl Workload for Fake {
+        type Conn = Client;
         type Session = FakeSession;
         async fn open(&self, _conn: Client, _index: usize) -> Result<FakeSession, BenchError> {
             Ok(FakeSession)

@@ -21,6 +21,7 @@
 
 pub mod connect;
 pub mod driver;
+pub mod grpc;
 pub mod keys;
 pub mod options;
 pub mod pacer;

@@ -156,7 +156,9 @@ pub struct RaftResponse {
 /// Outcome of one applied command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CommandResult {
-    /// Applied; `body` is the protobuf-encoded etcd response (header revision filled).
+    /// Applied; `body` is the protobuf-encoded etcd response without its `header` field
+    /// (the answering member adds its own header; protobuf lets a field be appended to an
+    /// encoded message). Empty on a member that did not propose the command.
     Ok {
         /// Store revision after the command.
         revision: i64,

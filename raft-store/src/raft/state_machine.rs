@@ -349,8 +349,10 @@ impl StateMachine {
     }
 
     /// Tells the observer what changed and encodes the response (after the group that
-    /// applied the command was committed, so readers already see the change).
-    fn finish(&self, step: Step) -> CommandResult {
+    /// applied the command was committed, so readers already see the change). `answered`
+    /// is false for commands another member proposed: no client of this member waits for
+    /// them, so their response is not encoded (the body is left empty).
+    fn finish(&self, step: Step, answered: bool) -> CommandResult {
         let (cmd, applied) = match step {
             Step::Done(result) => return result,
             Step::Applied(cmd, applied) => (cmd, applied),
@@ -380,7 +382,11 @@ impl StateMachine {
         }
         CommandResult::Ok {
             revision,
-            body: encode_response(resp),
+            body: if answered {
+                encode_response(resp)
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -390,14 +396,15 @@ impl StateMachine {
         let start = std::time::Instant::now();
         let mvcc = self.mvcc.clone();
         let mut group = mvcc.write_group();
-        let mut steps: Vec<Vec<Step>> = Vec::new();
+        let mut steps: Vec<(Vec<Step>, bool)> = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
+            let answered = !super::proposed_elsewhere(&log_id, self.member_id);
             let applied = encode(&Some(log_id));
             match entry.payload {
                 EntryPayload::Blank => {
                     apply_meta_only(&mut group, &[(META_APPLIED, &applied)])?;
-                    steps.push(Vec::new());
+                    steps.push((Vec::new(), answered));
                 }
                 EntryPayload::Membership(m) => {
                     let stored = encode(&StoredMembership::new(Some(log_id), m));
@@ -405,20 +412,25 @@ impl StateMachine {
                         &mut group,
                         &[(META_APPLIED, &applied), (META_MEMBERSHIP, &stored)],
                     )?;
-                    steps.push(Vec::new());
+                    steps.push((Vec::new(), answered));
                 }
-                EntryPayload::Normal(req) => steps.push(self.apply_batch(&mut group, log_id, req)?),
+                EntryPayload::Normal(req) => {
+                    steps.push((self.apply_batch(&mut group, log_id, req)?, answered))
+                }
             }
         }
         group.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         if let Some((seconds, commands)) = &self.timers {
             seconds.observe(start.elapsed().as_secs_f64());
-            commands.observe(steps.iter().map(Vec::len).sum::<usize>() as f64);
+            commands.observe(steps.iter().map(|(s, _)| s.len()).sum::<usize>() as f64);
         }
         Ok(steps
             .into_iter()
-            .map(|entry| RaftResponse {
-                results: entry.into_iter().map(|step| self.finish(step)).collect(),
+            .map(|(entry, answered)| RaftResponse {
+                results: entry
+                    .into_iter()
+                    .map(|step| self.finish(step, answered))
+                    .collect(),
             })
             .collect())
     }
@@ -504,12 +516,27 @@ fn read_meta<T: serde::de::DeserializeOwned + Default>(
         .unwrap_or_default())
 }
 
+/// Encodes an applied command's response without its header: the member that answers the
+/// client fills the header (its own member id and term), so the body is sent as is after
+/// it (see [`CommandResult::Ok`]).
 fn encode_response(resp: WriteResponse) -> Vec<u8> {
     match resp {
-        WriteResponse::Put(r) => r.encode_to_vec(),
-        WriteResponse::DeleteRange(r) => r.encode_to_vec(),
-        WriteResponse::Txn(r) => r.encode_to_vec(),
-        WriteResponse::Compact(r) => r.encode_to_vec(),
+        WriteResponse::Put(mut r) => {
+            r.header = None;
+            r.encode_to_vec()
+        }
+        WriteResponse::DeleteRange(mut r) => {
+            r.header = None;
+            r.encode_to_vec()
+        }
+        WriteResponse::Txn(mut r) => {
+            r.header = None;
+            r.encode_to_vec()
+        }
+        WriteResponse::Compact(mut r) => {
+            r.header = None;
+            r.encode_to_vec()
+        }
         WriteResponse::LeaseGrant { .. } | WriteResponse::LeaseRevoke | WriteResponse::Meta => {
             Vec::new()
         }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use etcd_client::proto::{
     PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbPutRequest,
-    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnOpRequest,
-    PbTxnRequest, PbTxnResponse,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbResponseHeader,
+    PbTxnOpRequest, PbTxnRequest, PbTxnResponse,
 };
 use futures::Stream;
 use prost::Message;
@@ -33,12 +33,82 @@ impl KvService {
     }
 }
 
+/// A write request of the KV service: how it is checked before it is proposed, and the
+/// command that carries it through the log. Both gRPC paths use it: tonic's handlers below
+/// and the lean unary path of `server::unary`, which proposes the bytes the client sent.
+pub trait WriteRequest: Message + Default + 'static {
+    /// The gRPC method name (for metrics).
+    const METHOD: &'static str;
+    /// The response message.
+    type Response: Message + Default;
+    /// etcd's checks of the request, made before it reaches the log.
+    fn check(&self, node: &Node) -> Result<(), ApiError>;
+    /// The command carrying the encoded request.
+    fn command(encoded: Vec<u8>) -> Command;
+    /// Fills the response header.
+    fn set_header(resp: &mut Self::Response, header: Option<PbResponseHeader>);
+}
+
+impl WriteRequest for PbPutRequest {
+    const METHOD: &'static str = "Put";
+    type Response = PbPutResponse;
+    fn check(&self, node: &Node) -> Result<(), ApiError> {
+        check_key(&self.key)?;
+        node.check_quota()
+    }
+    fn command(encoded: Vec<u8>) -> Command {
+        Command::Put(encoded)
+    }
+    fn set_header(resp: &mut PbPutResponse, header: Option<PbResponseHeader>) {
+        resp.header = header;
+    }
+}
+
+impl WriteRequest for PbDeleteRequest {
+    const METHOD: &'static str = "DeleteRange";
+    type Response = PbDeleteResponse;
+    fn check(&self, _node: &Node) -> Result<(), ApiError> {
+        check_key(&self.key)
+    }
+    fn command(encoded: Vec<u8>) -> Command {
+        Command::DeleteRange(encoded)
+    }
+    fn set_header(resp: &mut PbDeleteResponse, header: Option<PbResponseHeader>) {
+        resp.header = header;
+    }
+}
+
+impl WriteRequest for PbTxnRequest {
+    const METHOD: &'static str = "Txn";
+    type Response = PbTxnResponse;
+    fn check(&self, node: &Node) -> Result<(), ApiError> {
+        check_txn(self)?;
+        if has_put(self) {
+            node.check_quota()?;
+        }
+        Ok(())
+    }
+    fn command(encoded: Vec<u8>) -> Command {
+        Command::Txn(encoded)
+    }
+    fn set_header(resp: &mut PbTxnResponse, header: Option<PbResponseHeader>) {
+        resp.header = header;
+    }
+}
+
+/// Checks `req`, whose protobuf encoding is `encoded`, and proposes it. Returns the applied
+/// response's encoding without its header (see `CommandResult::Ok`) and the revision.
 /// etcd refuses requests over `--max-request-bytes` before proposing them.
-fn check_size(node: &Node, msg: &impl Message) -> Result<(), ApiError> {
-    if msg.encoded_len() as u64 > node.cfg.max_request_bytes {
+pub async fn propose_write<R: WriteRequest>(
+    node: &Node,
+    req: &R,
+    encoded: Vec<u8>,
+) -> Result<(Vec<u8>, i64), ApiError> {
+    if encoded.len() as u64 > node.cfg.max_request_bytes {
         return Err(errors::request_too_large());
     }
-    Ok(())
+    req.check(node)?;
+    node.write_raw(R::command(encoded)).await
 }
 
 fn check_key(key: &[u8]) -> Result<(), ApiError> {
@@ -100,6 +170,20 @@ fn in_range(key: &[u8], lo: &[u8], hi: &[u8]) -> bool {
 type RangeStreamBox = Pin<Box<dyn Stream<Item = Result<PbRangeStreamResponse, Status>> + Send>>;
 
 impl KvService {
+    /// A write through tonic's unary path (the client port serves these methods on the lean
+    /// path of `server::unary`; this one serves a `KvServer` used on its own).
+    async fn write<R: WriteRequest>(&self, r: R) -> Result<Response<R::Response>, Status> {
+        let node = &self.node;
+        track(node, R::METHOD, async {
+            let (body, rev) = propose_write(node, &r, r.encode_to_vec()).await?;
+            let mut resp = R::Response::decode(body.as_slice())
+                .map_err(|e| errors::internal(format!("bad {} response: {e}", R::METHOD)))?;
+            R::set_header(&mut resp, node.header(rev));
+            Ok(resp)
+        })
+        .await
+    }
+
     async fn do_range(&self, r: PbRangeRequest) -> Result<PbRangeResponse, ApiError> {
         check_key(&r.key)?;
         if !r.serializable {
@@ -139,52 +223,18 @@ impl etcd_client::proto::PbKvService for KvService {
     }
 
     async fn put(&self, req: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        let r = req.into_inner();
-        let node = &self.node;
-        track(node, "Put", async {
-            check_key(&r.key)?;
-            check_size(node, &r)?;
-            node.check_quota()?;
-            let (mut resp, rev): (PbPutResponse, i64) =
-                node.write(Command::Put(r.encode_to_vec())).await?;
-            resp.header = node.header(rev);
-            Ok(resp)
-        })
-        .await
+        self.write(req.into_inner()).await
     }
 
     async fn delete_range(
         &self,
         req: Request<PbDeleteRequest>,
     ) -> Result<Response<PbDeleteResponse>, Status> {
-        let r = req.into_inner();
-        let node = &self.node;
-        track(node, "DeleteRange", async {
-            check_key(&r.key)?;
-            check_size(node, &r)?;
-            let (mut resp, rev): (PbDeleteResponse, i64) =
-                node.write(Command::DeleteRange(r.encode_to_vec())).await?;
-            resp.header = node.header(rev);
-            Ok(resp)
-        })
-        .await
+        self.write(req.into_inner()).await
     }
 
     async fn txn(&self, req: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        let r = req.into_inner();
-        let node = &self.node;
-        track(node, "Txn", async {
-            check_txn(&r)?;
-            check_size(node, &r)?;
-            if has_put(&r) {
-                node.check_quota()?;
-            }
-            let (mut resp, rev): (PbTxnResponse, i64) =
-                node.write(Command::Txn(r.encode_to_vec())).await?;
-            resp.header = node.header(rev);
-            Ok(resp)
-        })
-        .await
+        self.write(req.into_inner()).await
     }
 
     async fn compact(

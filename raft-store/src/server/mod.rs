@@ -24,6 +24,7 @@ pub mod peer;
 pub mod proposer;
 pub mod reads;
 pub mod transfer;
+pub mod unary;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -101,18 +102,26 @@ impl Node {
         })
     }
 
-    /// Proposes a command and returns the decoded response body and revision.
+    /// Proposes a command and returns the decoded response (without its header) and the
+    /// revision.
     pub async fn write<M: prost::Message + Default>(
         &self,
         cmd: Command,
     ) -> Result<(M, i64), ApiError> {
         let kind = cmd.kind();
+        let (body, revision) = self.write_raw(cmd).await?;
+        let msg = M::decode(body.as_slice())
+            .map_err(|e| errors::internal(format!("bad {kind} response: {e}")))?;
+        Ok((msg, revision))
+    }
+
+    /// Proposes a command and returns its encoded response body (without the header field,
+    /// see [`CommandResult::Ok`]) and the revision, once this member has applied it.
+    pub async fn write_raw(&self, cmd: Command) -> Result<(Vec<u8>, i64), ApiError> {
         match self.proposer.propose(cmd).await? {
             CommandResult::Ok { revision, body } => {
-                let msg = M::decode(body.as_slice())
-                    .map_err(|e| errors::internal(format!("bad {kind} response: {e}")))?;
                 self.applied_locally(revision).await;
-                Ok((msg, revision))
+                Ok((body, revision))
             }
             CommandResult::Err(e) => Err(e),
         }
@@ -532,9 +541,16 @@ pub async fn track<T>(
 ) -> Result<tonic::Response<T>, tonic::Status> {
     let start = Instant::now();
     let res = body.await;
-    let code = match &res {
-        Ok(_) => "OK".to_string(),
-        Err(e) => format!("{:?}", tonic::Code::from_i32(e.code)),
+    record_handled(node, method, start, res.as_ref().err());
+    res.map(tonic::Response::new).map_err(tonic::Status::from)
+}
+
+/// Counts one handled request of `method` that started at `start` and ended with `error`
+/// (`None`: OK) in the gRPC metrics.
+pub fn record_handled(node: &Node, method: &'static str, start: Instant, error: Option<&ApiError>) {
+    let code = match error {
+        None => "OK".to_string(),
+        Some(e) => format!("{:?}", tonic::Code::from_i32(e.code)),
     };
     node.metrics
         .grpc_handled
@@ -544,7 +560,6 @@ pub async fn track<T>(
         .grpc_latency
         .with_label_values(&[method])
         .observe(start.elapsed().as_secs_f64());
-    res.map(tonic::Response::new).map_err(tonic::Status::from)
 }
 
 /// Converts an MVCC read error into etcd's client-visible error.

@@ -35,6 +35,7 @@ pub struct LeaseSession {
 }
 
 impl Workload for LeaseKeepalive {
+    type Conn = Client;
     type Session = LeaseSession;
 
     async fn open(&self, conn: Client, index: usize) -> Result<LeaseSession, BenchError> {

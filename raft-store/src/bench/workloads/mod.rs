@@ -11,9 +11,7 @@ pub mod watch_latency;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::Client;
-
-use super::connect::connect_all;
+use super::connect::{connect_all, Connection};
 use super::driver;
 use super::options::{LoadPlan, Options, Workload};
 use super::report::Report;
@@ -21,9 +19,10 @@ use super::BenchError;
 
 /// Connects and runs the workload `opts` names.
 pub async fn run(opts: &Options) -> Result<Report, BenchError> {
-    let conns = connect_all(&opts.endpoints, opts.conns, opts.target_leader).await?;
     let run = Run {
-        conns,
+        endpoints: opts.endpoints.clone(),
+        conns: opts.conns,
+        target_leader: opts.target_leader,
         clients: opts.clients,
         timeout: Duration::from_millis(opts.request_timeout_ms.max(1)),
     };
@@ -43,10 +42,14 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     }
 }
 
-/// The connections and client settings of one run.
+/// The connection and client settings of one run.
 pub struct Run {
-    /// The open connections.
-    pub conns: Vec<Client>,
+    /// The endpoints to connect to.
+    pub endpoints: Vec<String>,
+    /// Connections to open.
+    pub conns: usize,
+    /// Every connection goes to the leader.
+    pub target_leader: bool,
     /// Concurrent clients.
     pub clients: usize,
     /// Per-request timeout.
@@ -54,21 +57,20 @@ pub struct Run {
 }
 
 impl Run {
-    /// Drives `workload` and reports it under `name`.
+    /// Opens the run's connections of kind `C` (before the clock starts).
+    pub async fn connect<C: Connection>(&self) -> Result<Vec<C>, BenchError> {
+        connect_all(&self.endpoints, self.conns, self.target_leader).await
+    }
+
+    /// Connects, drives `workload` and reports it under `name`.
     async fn drive<W: driver::Workload>(
         &self,
         name: &str,
         workload: W,
         plan: LoadPlan,
     ) -> Result<Report, BenchError> {
-        let o = driver::drive(
-            Arc::new(workload),
-            &self.conns,
-            self.clients,
-            plan,
-            self.timeout,
-        )
-        .await?;
+        let conns: Vec<W::Conn> = self.connect().await?;
+        let o = driver::drive(Arc::new(workload), &conns, self.clients, plan, self.timeout).await?;
         Ok(Report::new(
             name,
             &o.latency,

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use etcd_client::{Client, KvClient};
+use etcd_client::proto::{PbPutRequest, PbPutResponse};
 
 use crate::bench::driver::{Session, Workload};
+use crate::bench::grpc::{MethodUri, UnaryConn};
 use crate::bench::keys::KeyGen;
 use crate::bench::options::PutOptions;
 use crate::bench::BenchError;
@@ -26,16 +27,19 @@ impl Put {
 
 /// One `put` client.
 pub struct PutSession {
-    kv: KvClient,
+    conn: UnaryConn,
+    method: MethodUri,
     keys: Arc<KeyGen>,
 }
 
 impl Workload for Put {
+    type Conn = UnaryConn;
     type Session = PutSession;
 
-    async fn open(&self, conn: Client, _index: usize) -> Result<PutSession, BenchError> {
+    async fn open(&self, conn: UnaryConn, _index: usize) -> Result<PutSession, BenchError> {
         Ok(PutSession {
-            kv: conn.kv_client(),
+            method: conn.method("/etcdserverpb.KV/Put")?,
+            conn,
             keys: self.keys.clone(),
         })
     }
@@ -43,7 +47,15 @@ impl Workload for Put {
 
 impl Session for PutSession {
     async fn call(&mut self, seq: u64) -> Result<(), etcd_client::Error> {
-        let key = self.keys.key(seq, 1, 0);
-        self.kv.put(key, self.keys.value(), None).await.map(drop)
+        let req = PbPutRequest {
+            key: self.keys.key(seq, 1, 0),
+            value: self.keys.value().to_vec(),
+            ..Default::default()
+        };
+        self.conn
+            .call::<_, PbPutResponse>(&self.method, &req)
+            .await
+            .map(drop)
+            .map_err(etcd_client::Error::GRpcStatus)
     }
 }

@@ -1,69 +1,100 @@
 //! `range`: each request reads the same key, range or prefix, linearizably or
 //! serializably, like etcd's `benchmark range`.
 
-use etcd_client::{Client, GetOptions, KvClient};
+use etcd_client::proto::{PbRangeRequest, PbRangeResponse};
 
 use crate::bench::driver::{Session, Workload};
+use crate::bench::grpc::{MethodUri, UnaryConn};
 use crate::bench::options::{Consistency, RangeOptions};
 use crate::bench::BenchError;
 
 /// The `range` workload.
 pub struct Range {
-    key: Vec<u8>,
-    opts: GetOptions,
+    req: PbRangeRequest,
 }
 
 impl Range {
     /// Builds the request every client sends.
     pub fn new(o: &RangeOptions) -> Range {
-        let mut opts = GetOptions::new();
-        if let Some(end) = &o.end {
-            opts = opts.with_range(end.as_bytes());
-        }
-        if o.prefix {
-            opts = opts.with_prefix();
-        }
-        if o.limit > 0 {
-            opts = opts.with_limit(o.limit);
-        }
-        if o.consistency == Consistency::S {
-            opts = opts.with_serializable();
-        }
-        if o.count_only {
-            opts = opts.with_count_only();
-        }
-        if o.keys_only {
-            opts = opts.with_keys_only();
-        }
+        let key = o.key.as_bytes().to_vec();
+        let (key, range_end) = match (o.prefix, &o.end) {
+            // etcd's WithPrefix on "" reads every key: from "\0" to the end.
+            (true, _) if key.is_empty() => (vec![0], vec![0]),
+            (true, _) => {
+                let end = prefix_end(&key);
+                (key, end)
+            }
+            (false, Some(end)) => (key, end.as_bytes().to_vec()),
+            (false, None) => (key, Vec::new()),
+        };
         Range {
-            key: o.key.as_bytes().to_vec(),
-            opts,
+            req: PbRangeRequest {
+                key,
+                range_end,
+                limit: o.limit.max(0),
+                serializable: o.consistency == Consistency::S,
+                count_only: o.count_only,
+                keys_only: o.keys_only,
+                ..Default::default()
+            },
         }
+    }
+}
+
+/// The end of the range holding every key with prefix `key`, as etcd's clients compute it:
+/// the prefix with its last byte below 0xff incremented (the bytes after it dropped);
+/// `"\0"` (to the end of the key space) for a prefix of only 0xff bytes.
+fn prefix_end(key: &[u8]) -> Vec<u8> {
+    match key.iter().rposition(|&b| b < 0xff) {
+        Some(i) => {
+            let mut end = key[..=i].to_vec();
+            end[i] += 1;
+            end
+        }
+        None => vec![0],
     }
 }
 
 /// One `range` client.
 pub struct RangeSession {
-    kv: KvClient,
-    key: Vec<u8>,
-    opts: GetOptions,
+    conn: UnaryConn,
+    method: MethodUri,
+    req: PbRangeRequest,
 }
 
 impl Workload for Range {
+    type Conn = UnaryConn;
     type Session = RangeSession;
 
-    async fn open(&self, conn: Client, _index: usize) -> Result<RangeSession, BenchError> {
+    async fn open(&self, conn: UnaryConn, _index: usize) -> Result<RangeSession, BenchError> {
         Ok(RangeSession {
-            kv: conn.kv_client(),
-            key: self.key.clone(),
-            opts: self.opts.clone(),
+            method: conn.method("/etcdserverpb.KV/Range")?,
+            conn,
+            req: self.req.clone(),
         })
     }
 }
 
 impl Session for RangeSession {
     async fn call(&mut self, _seq: u64) -> Result<(), etcd_client::Error> {
-        let key = self.key.clone();
-        self.kv.get(key, Some(self.opts.clone())).await.map(drop)
+        self.conn
+            .call::<_, PbRangeResponse>(&self.method, &self.req)
+            .await
+            .map(drop)
+            .map_err(etcd_client::Error::GRpcStatus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Prefix ends follow etcd's clientv3.GetPrefixRangeEnd.
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"abc"), b"abd");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+        assert_eq!(prefix_end(b""), b"\0");
     }
 }

@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
-use etcd_client::{Client, KvClient, Txn, TxnOp};
+use etcd_client::proto::{
+    PbPutRequest, PbTxnOpRequest, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
+};
 
 use crate::bench::driver::{Session, Workload};
+use crate::bench::grpc::{MethodUri, UnaryConn};
 use crate::bench::keys::KeyGen;
 use crate::bench::options::TxnPutOptions;
 use crate::bench::BenchError;
@@ -43,17 +46,20 @@ impl TxnPut {
 
 /// One `txn-put` client.
 pub struct TxnPutSession {
-    kv: KvClient,
+    conn: UnaryConn,
+    method: MethodUri,
     keys: Arc<KeyGen>,
     ops: u64,
 }
 
 impl Workload for TxnPut {
+    type Conn = UnaryConn;
     type Session = TxnPutSession;
 
-    async fn open(&self, conn: Client, _index: usize) -> Result<TxnPutSession, BenchError> {
+    async fn open(&self, conn: UnaryConn, _index: usize) -> Result<TxnPutSession, BenchError> {
         Ok(TxnPutSession {
-            kv: conn.kv_client(),
+            method: conn.method("/etcdserverpb.KV/Txn")?,
+            conn,
             keys: self.keys.clone(),
             ops: self.ops,
         })
@@ -62,9 +68,23 @@ impl Workload for TxnPut {
 
 impl Session for TxnPutSession {
     async fn call(&mut self, seq: u64) -> Result<(), etcd_client::Error> {
-        let puts: Vec<TxnOp> = (0..self.ops)
-            .map(|op| TxnOp::put(self.keys.key(seq, self.ops, op), self.keys.value(), None))
+        let success = (0..self.ops)
+            .map(|op| PbTxnRequestOp {
+                request: Some(PbTxnOpRequest::RequestPut(PbPutRequest {
+                    key: self.keys.key(seq, self.ops, op),
+                    value: self.keys.value().to_vec(),
+                    ..Default::default()
+                })),
+            })
             .collect();
-        self.kv.txn(Txn::new().and_then(puts)).await.map(drop)
+        let req = PbTxnRequest {
+            success,
+            ..Default::default()
+        };
+        self.conn
+            .call::<_, PbTxnResponse>(&self.method, &req)
+            .await
+            .map(drop)
+            .map_err(etcd_client::Error::GRpcStatus)
     }
 }

@@ -67,7 +67,8 @@ impl SendTimes {
 pub async fn run(o: &WatchLatencyOptions, run: &Run) -> Result<Report, BenchError> {
     validate(o)?;
     let times = Arc::new(SendTimes::new(o.put_total));
-    let streams = open_watchers(o, &run.conns).await?;
+    let conns: Vec<Client> = run.connect().await?;
+    let streams = open_watchers(o, &conns).await?;
     let received = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = signal::channel(false);
     let readers: Vec<_> = streams
@@ -92,7 +93,7 @@ pub async fn run(o: &WatchLatencyOptions, run: &Run) -> Result<Report, BenchErro
         stop: Stop::Total(o.put_total),
         rate: (o.put_rate > 0).then_some(o.put_rate),
     };
-    let puts = driver::drive(writer, &run.conns, run.clients, plan, run.timeout).await?;
+    let puts = driver::drive(writer, &conns, run.clients, plan, run.timeout).await?;
     let expected = puts.latency.count() * o.watchers as u64;
     let drain_deadline = Instant::now() + o.drain_timeout;
     while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
@@ -245,6 +246,7 @@ struct WriterSession {
 }
 
 impl Workload for Writer {
+    type Conn = Client;
     type Session = WriterSession;
 
     async fn open(&self, conn: Client, _index: usize) -> Result<WriterSession, BenchError> {
