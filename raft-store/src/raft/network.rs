@@ -5,7 +5,8 @@
 //! AppendEntries, the one RPC sent for every write (twice: the entries, then the new commit
 //! index), goes over a long-lived `AppendStream` per follower ([`AppendStream`]) instead of
 //! one HTTP/2 request each. A peer that cannot be reached is reported to openraft as
-//! `Unreachable`, which makes it back off instead of retrying in a tight loop.
+//! `Unreachable`, which makes it back off instead of retrying in a tight loop; a call that
+//! only timed out is not (see [`rpc_error`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -334,10 +335,7 @@ impl RaftPeer {
         &self,
         res: Result<Result<Resp, RaftError<u64, E>>, PeerError>,
     ) -> Result<Resp, RpcErr<E>> {
-        let res = res.map_err(|e| match &e {
-            PeerError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            _ => RPCError::Network(NetworkError::new(&e)),
-        })?;
+        let res = res.map_err(rpc_error)?;
         self.peers.record_contact(self.target);
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -383,6 +381,22 @@ impl RaftPeer {
         let result = stream.call(rpc, deadline).await?;
         self.stream = Some(stream);
         Ok(result)
+    }
+}
+
+/// openraft's error for a failed peer call. A peer that could not be reached (no
+/// connection, connection lost) is `Unreachable`: openraft then backs off (500 ms) before
+/// replicating to it again. A call that timed out went to a peer that is up but slow (an
+/// AppendEntries gets one heartbeat interval, 100 ms, for the peer's append and fsync of up
+/// to 1 MiB of entries: a burst of 1,000 clients on a fresh cluster exceeded it) and is a
+/// `Network` error, retried without the backoff; counting it as unreachable stopped
+/// replication to that follower for half a second and left it to catch up in a burst.
+fn rpc_error<E: std::error::Error>(e: PeerError) -> RpcErr<E> {
+    match &e {
+        PeerError::Transport { status, .. } if status.code() != tonic::Code::DeadlineExceeded => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        _ => RPCError::Network(NetworkError::new(&e)),
     }
 }
 
@@ -464,6 +478,23 @@ mod tests {
                 cmds: vec![Command::Put(vec![7; bytes])],
             }),
         }
+    }
+
+    // A timed-out call is retried without openraft's backoff; a lost peer backs off.
+    #[test]
+    fn slow_peers_are_not_unreachable() {
+        let transport = |status| PeerError::Transport {
+            method: PeerMethod::AppendEntries,
+            status,
+        };
+        let slow = rpc_error::<openraft::error::Infallible>(transport(
+            tonic::Status::deadline_exceeded("peer call timed out"),
+        ));
+        assert!(matches!(slow, RPCError::Network(_)), "{slow:?}");
+        let gone = rpc_error::<openraft::error::Infallible>(transport(tonic::Status::unavailable(
+            "tcp connect error",
+        )));
+        assert!(matches!(gone, RPCError::Unreachable(_)), "{gone:?}");
     }
 
     // Entries over the budget are cut to the prefix that fits, never below one entry; a
