@@ -3,7 +3,8 @@
 
 Usage: bench-table.py RAW_DIR LOADED_KEYS HEADER
 RAW_DIR holds NAME.etcd.json / NAME.skiff.json per workload (one skiff-bench --json report
-each), NAME.{etcd,skiff}.cpu ("TICKS CLK_TCK": the three members' user+system CPU during
+each; or NAME.rK.etcd.json / NAME.rK.skiff.json for rounds K = 1, 2, ... of a workload run
+several times, of which the round with the median throughput ratio is shown), NAME.{etcd,skiff}.cpu ("TICKS CLK_TCK": the three members' user+system CPU during
 the run), rss.{etcd,skiff} (VmRSS after the key load, KiB) and hwm.{etcd,skiff} (VmHWM, KiB).
 Ratios are skiff/etcd: above 1 is better for throughput, below 1 is better for latency and
 memory. The goals are those of the benchmark issue.
@@ -83,7 +84,28 @@ def fmt_cpu(name, e, s):
     return f"{ce:,.0f} / {cs:,.0f}"
 
 
+def median_round(name):
+    """For a workload run in rounds (NAME.rK.*): the stem of the round whose throughput
+    ratio is the median, and every round's ratio in run order. (name, []) otherwise."""
+    rounds = []
+    k = 1
+    while os.path.exists(os.path.join(raw, f"{name}.r{k}.etcd.err")):
+        stem = f"{name}.r{k}"
+        e, s = load(stem, "etcd"), load(stem, "skiff")
+        if e and s and e["ops_per_sec"]:
+            rounds.append((s["ops_per_sec"] / e["ops_per_sec"], stem))
+        k += 1
+    if not rounds:
+        return name, []
+    ranked = sorted(rounds)
+    return ranked[(len(ranked) - 1) // 2][1], [r for r, _ in rounds]
+
+
 def row(name, desc, kind, goal):
+    name, rounds = median_round(name)
+    if rounds:
+        listed = ", ".join(f"{r:.2f}x" for r in rounds)
+        desc += f" (median of {len(rounds)} alternating rounds: {listed})"
     e, s = load(name, "etcd"), load(name, "skiff")
     if e is None and s is None and not os.path.exists(os.path.join(raw, f"{name}.etcd.err")):
         return None

@@ -7,6 +7,7 @@
 //! - [`bench`]: the engine of `skiff-bench`, an etcd-benchmark-like load generator for any
 //!   etcd v3 endpoint set (workloads, pacing, latency histograms, reports).
 //! - [`config`]: etcd's flags and the validated member configuration.
+//! - [`memory`]: process-wide memory settings of the binaries (no transparent huge pages).
 //! - [`raft`]: openraft's type config, the log store over `skiff-wal`, the state machine
 //!   over `skiff-mvcc`, and the outbound peer network.
 //! - [`restore`]: `skiff-store snapshot restore`, seeding a new cluster from a snapshot.
@@ -22,6 +23,7 @@
 pub mod batched_io;
 pub mod bench;
 pub mod config;
+pub mod memory;
 pub mod raft;
 pub mod restore;
 pub mod server;

@@ -28,6 +28,9 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = skiff_store::memory::disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off; writes may cost more CPU");
+    }
     let cfg = match Config::from_flags(&flags) {
         Ok(c) => c,
         Err(e) => {

@@ -17,6 +17,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     let opts = Options::parse();
+    if let Err(e) = skiff_store::memory::disable_transparent_huge_pages() {
+        eprintln!("skiff-bench: could not turn transparent huge pages off: {e}");
+    }
     match bench::run(&opts).await {
         Ok(report) if opts.json => println!("{}", report.to_json()),
         Ok(report) => print!("{}", report.to_text()),
