@@ -9,7 +9,7 @@
 # their peak RSS (VmHWM from /proc), and the CPU time the members spent per operation.
 #
 # Usage: scripts/bench-compare.sh [--quick] [--out FILE] [--only NAME,NAME...] [--keep]
-#   --quick   smaller totals (about 1.5 minutes instead of about 8)
+#   --quick   smaller totals (about 2 minutes instead of about 10)
 #   --out     where the Markdown table goes (default target/bench-compare.md); it is also
 #             printed, and the raw JSON of every run is kept next to it (FILE.d/)
 #   --only    run only these workloads (names as in the table's first column); the
