@@ -41,8 +41,10 @@ pub trait WriteRequest: Message + Default + 'static {
     const METHOD: &'static str;
     /// The response message.
     type Response: Message + Default;
-    /// etcd's checks of the request, made before it reaches the log.
-    fn check(&self, node: &Node) -> Result<(), ApiError>;
+    /// etcd's checks of the request's contents, made before it reaches the log.
+    fn validate(&self) -> Result<(), ApiError>;
+    /// Whether it may add data (and so is refused when the space quota is exceeded).
+    fn adds_data(&self) -> bool;
     /// The command carrying the encoded request.
     fn command(encoded: Vec<u8>) -> Command;
     /// Fills the response header.
@@ -52,9 +54,11 @@ pub trait WriteRequest: Message + Default + 'static {
 impl WriteRequest for PbPutRequest {
     const METHOD: &'static str = "Put";
     type Response = PbPutResponse;
-    fn check(&self, node: &Node) -> Result<(), ApiError> {
-        check_key(&self.key)?;
-        node.check_quota()
+    fn validate(&self) -> Result<(), ApiError> {
+        check_key(&self.key)
+    }
+    fn adds_data(&self) -> bool {
+        true
     }
     fn command(encoded: Vec<u8>) -> Command {
         Command::Put(encoded)
@@ -67,8 +71,11 @@ impl WriteRequest for PbPutRequest {
 impl WriteRequest for PbDeleteRequest {
     const METHOD: &'static str = "DeleteRange";
     type Response = PbDeleteResponse;
-    fn check(&self, _node: &Node) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), ApiError> {
         check_key(&self.key)
+    }
+    fn adds_data(&self) -> bool {
+        false
     }
     fn command(encoded: Vec<u8>) -> Command {
         Command::DeleteRange(encoded)
@@ -81,12 +88,11 @@ impl WriteRequest for PbDeleteRequest {
 impl WriteRequest for PbTxnRequest {
     const METHOD: &'static str = "Txn";
     type Response = PbTxnResponse;
-    fn check(&self, node: &Node) -> Result<(), ApiError> {
-        check_txn(self)?;
-        if has_put(self) {
-            node.check_quota()?;
-        }
-        Ok(())
+    fn validate(&self) -> Result<(), ApiError> {
+        check_txn(self)
+    }
+    fn adds_data(&self) -> bool {
+        has_put(self)
     }
     fn command(encoded: Vec<u8>) -> Command {
         Command::Txn(encoded)
@@ -98,16 +104,20 @@ impl WriteRequest for PbTxnRequest {
 
 /// Checks `req`, whose protobuf encoding is `encoded`, and proposes it. Returns the applied
 /// response's encoding without its header (see `CommandResult::Ok`) and the revision.
-/// etcd refuses requests over `--max-request-bytes` before proposing them.
+/// Like etcd it refuses requests over `--max-request-bytes`, and writes that add data while
+/// the space quota is exceeded, before proposing them.
 pub async fn propose_write<R: WriteRequest>(
     node: &Node,
     req: &R,
     encoded: Vec<u8>,
 ) -> Result<(Vec<u8>, i64), ApiError> {
+    req.validate()?;
     if encoded.len() as u64 > node.cfg.max_request_bytes {
         return Err(errors::request_too_large());
     }
-    req.check(node)?;
+    if req.adds_data() {
+        node.check_quota()?;
+    }
     node.write_raw(R::command(encoded)).await
 }
 
