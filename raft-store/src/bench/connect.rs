@@ -1,11 +1,13 @@
 //! Opens the run's gRPC connections.
 //!
-//! Each connection is its own `etcd_client::Client` holding one endpoint, so it is one
-//! HTTP/2 connection: connection `i` goes to endpoint `i mod len(endpoints)` (as etcd's
-//! benchmark spreads them), or every connection goes to the leader with `--target-leader`.
-//! The connection is a plain tonic channel over a [`BatchedWrites`] socket: the requests
-//! the client tasks sharing a connection send at the same moment leave in one write, as
-//! grpc-go's writer (etcd's own benchmark tool) gathers them.
+//! Each connection is one HTTP/2 connection to one endpoint, of the kind the workload
+//! runs over ([`Connection`]): the lean unary client of [`super::grpc`] (put, range,
+//! txn-put) or an `etcd_client::Client` (the streaming workloads). Connection `i` goes to
+//! endpoint `i mod len(endpoints)` (as etcd's benchmark spreads them), or every connection
+//! goes to the leader with `--target-leader`. Both kinds run over a [`BatchedWrites`]
+//! socket (the etcd client as a plain tonic channel): the requests the client tasks sharing
+//! a connection send at the same moment leave in one write, as grpc-go's writer (etcd's
+//! own benchmark tool) gathers them.
 
 use std::io;
 
