@@ -6,19 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, Flavor};
+use common::{rt, Cluster, Flavor};
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp,
 };
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn client(c: &Cluster) -> Client {
     Client::connect(c.urls(), None).await.expect("connect")

@@ -9,18 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Flavor};
+use common::{rt, Cluster, Flavor};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 
 type Acked = Arc<Mutex<BTreeMap<String, String>>>;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn connect(urls: Vec<String>) -> Client {
     let opts = ConnectOptions::new()

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{require_etcd, Cluster, Flavor};
+use common::{require_etcd, rt, Cluster, Flavor};
 use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbResponseHeader, PbTxnRequest,
     PbTxnResponse,
@@ -14,14 +14,6 @@ use etcd_client::proto::{
 use prost::Message;
 use skiff_store::bench::grpc::{frame, UnaryConn};
 use tonic::Code;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// One request of the script, applied in order to a fresh cluster.
 enum Step {

@@ -10,17 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{etcdctl, ok, wait_for, Cluster, Flavor};
+use common::{etcdctl, ok, rt, wait_for, Cluster, Flavor};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use regex::Regex;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn connect(urls: Vec<String>) -> Client {
     let opts = ConnectOptions::new()

@@ -9,18 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{etcdctl, etcdctl_until, ok, require_etcd, Cluster, Flavor};
+use common::{etcdctl, etcdctl_until, ok, require_etcd, rt, Cluster, Flavor};
 use etcd_client::{
     Client, EventType, GetOptions, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Masks the ids and term that differ between two clusters in etcdctl's JSON output.
 fn mask(s: &str) -> String {

@@ -113,6 +113,19 @@ impl UnaryConn {
         Resp::decode(body).map_err(|e| Status::internal(format!("undecodable reply: {e}")))
     }
 
+    /// One benchmark request: sends `req` and checks that the reply decodes as `Resp`,
+    /// failing with the error type the driver counts.
+    pub async fn round_trip<Req: Message, Resp: Message + Default>(
+        &self,
+        method: &MethodUri,
+        req: &Req,
+    ) -> Result<(), etcd_client::Error> {
+        self.call::<Req, Resp>(method, req)
+            .await
+            .map(drop)
+            .map_err(etcd_client::Error::GRpcStatus)
+    }
+
     /// Sends `framed` as the request body (one gRPC-framed message, or anything else to see
     /// how a server takes it) and returns the reply's message.
     pub async fn call_framed(&self, method: &MethodUri, framed: Bytes) -> Result<Bytes, Status> {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::collections::BTreeSet;
 
 use etcd_client::proto::PbTxnOpRequest as PbRequest;
-use etcd_client::proto::{PbEvent, PbTxnRequest};
+use etcd_client::proto::{PbEvent, PbResponseHeader, PbTxnRequest};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageError, StoredMembership,
@@ -520,23 +520,18 @@ fn read_meta<T: serde::de::DeserializeOwned + Default>(
 /// client fills the header (its own member id and term), so the body is sent as is after
 /// it (see [`CommandResult::Ok`]).
 fn encode_response(resp: WriteResponse) -> Vec<u8> {
+    fn headerless<M: Message>(
+        mut msg: M,
+        header: impl FnOnce(&mut M) -> &mut Option<PbResponseHeader>,
+    ) -> Vec<u8> {
+        *header(&mut msg) = None;
+        msg.encode_to_vec()
+    }
     match resp {
-        WriteResponse::Put(mut r) => {
-            r.header = None;
-            r.encode_to_vec()
-        }
-        WriteResponse::DeleteRange(mut r) => {
-            r.header = None;
-            r.encode_to_vec()
-        }
-        WriteResponse::Txn(mut r) => {
-            r.header = None;
-            r.encode_to_vec()
-        }
-        WriteResponse::Compact(mut r) => {
-            r.header = None;
-            r.encode_to_vec()
-        }
+        WriteResponse::Put(r) => headerless(r, |r| &mut r.header),
+        WriteResponse::DeleteRange(r) => headerless(r, |r| &mut r.header),
+        WriteResponse::Txn(r) => headerless(r, |r| &mut r.header),
+        WriteResponse::Compact(r) => headerless(r, |r| &mut r.header),
         WriteResponse::LeaseGrant { .. } | WriteResponse::LeaseRevoke | WriteResponse::Meta => {
             Vec::new()
         }

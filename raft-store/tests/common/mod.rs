@@ -356,6 +356,16 @@ impl Drop for Cluster {
     }
 }
 
+/// A 2-worker tokio runtime for a test's async client code (the cluster runs in its own
+/// processes).
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Polls `f` every 100 ms until it returns `Some`, panicking with `what` after `limit`.
 pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

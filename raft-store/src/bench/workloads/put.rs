@@ -53,9 +53,7 @@ impl Session for PutSession {
             ..Default::default()
         };
         self.conn
-            .call::<_, PbPutResponse>(&self.method, &req)
+            .round_trip::<_, PbPutResponse>(&self.method, &req)
             .await
-            .map(drop)
-            .map_err(etcd_client::Error::GRpcStatus)
     }
 }

@@ -78,10 +78,8 @@ impl Workload for Range {
 impl Session for RangeSession {
     async fn call(&mut self, _seq: u64) -> Result<(), etcd_client::Error> {
         self.conn
-            .call::<_, PbRangeResponse>(&self.method, &self.req)
+            .round_trip::<_, PbRangeResponse>(&self.method, &self.req)
             .await
-            .map(drop)
-            .map_err(etcd_client::Error::GRpcStatus)
     }
 }
 

@@ -82,9 +82,7 @@ impl Session for TxnPutSession {
             ..Default::default()
         };
         self.conn
-            .call::<_, PbTxnResponse>(&self.method, &req)
+            .round_trip::<_, PbTxnResponse>(&self.method, &req)
             .await
-            .map(drop)
-            .map_err(etcd_client::Error::GRpcStatus)
     }
 }
