@@ -36,7 +36,7 @@ use super::Node;
 use crate::config::url_host_port;
 use crate::raft::network::PeerMethod;
 use crate::raft::state_machine::{member_attrs, removed_members};
-use crate::raft::{ApiError, Command, MemberNode};
+use crate::raft::{ApiError, Command, MemberNode, RaftRequest};
 
 /// Serializes membership changes on the leader: openraft refuses a change while another is
 /// uncommitted, and etcd's checks must see the outcome of the previous change.
@@ -519,9 +519,20 @@ async fn remove(
         crate::raft::CommandResult::Ok { .. } => {}
         crate::raft::CommandResult::Err(e) => return Err(ProposeError::Api(e)),
     }
-    // Give the member (now a learner) a moment to receive its own removal so it stops by
-    // itself; a member that is down learns it from the removed set when it restarts.
-    let target = node.raft.metrics().borrow().last_log_index.unwrap_or(0);
+    // Give the member (now a learner) a moment to learn of its own removal so it stops by
+    // itself; a member that is down learns it from the removed set when it restarts. The
+    // learner applies the removal only once it knows it is committed, and an AppendEntries
+    // sent before the commit carries an older commit index: so the leader appends an empty
+    // entry now, after the commit, and waits until the learner has that one. (Waiting for
+    // the removal entry itself could drop the node before any commit index reached it: the
+    // member then ran on, cut off.)
+    let target = match node.raft.client_write(RaftRequest::default()).await {
+        Ok(written) => written.log_id.index,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not append the entry that tells a removed member of its removal");
+            node.raft.metrics().borrow().last_log_index.unwrap_or(0)
+        }
+    };
     let delivered = node
         .raft
         .wait(Some(REMOVAL_NOTICE_WAIT))
