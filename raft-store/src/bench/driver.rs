@@ -1,7 +1,8 @@
 //! The closed-loop driver: M client tasks share N connections round-robin; each opens its
 //! [`Session`] (before the clock starts), then loops "take the next sequence number → wait
 //! for the pacer (`--rate`) → send one request and time it" until the run's [`Stop`] rule
-//! says it is over. Each task records into its own histogram; the driver merges them.
+//! says it is over. The tasks record into one shared histogram, a batch at a time
+//! ([`Recorder`]).
 //!
 //! A workload only says how to open a session and how to make one request; everything about
 //! concurrency, pacing, timeouts and counting lives here.
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 use super::connect::Connection;
 use super::options::{LoadPlan, Stop};
 use super::pacer::Pacer;
-use super::stats::Latency;
+use super::stats::{Latency, Recorder};
 use super::BenchError;
 
 /// Distinct error messages a run keeps; further kinds are counted under one line, so a run
@@ -167,26 +168,35 @@ pub async fn drive<W: Workload>(
         pacer: plan.rate.map(Pacer::new),
         timeout,
     });
+    let latency = Arc::new(std::sync::Mutex::new(Latency::new()));
     let tasks: Vec<_> = sessions
         .into_iter()
-        .map(|s| tokio::spawn(client_loop(s, shared.clone())))
+        .map(|s| {
+            let recorder = Recorder::new(latency.clone());
+            tokio::spawn(client_loop(s, shared.clone(), recorder))
+        })
         .collect();
     let mut outcome = Outcome::default();
     let mut finished = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let (session, latency, errors) = t.await?;
-        outcome.latency.merge(&latency);
+        let (session, errors) = t.await?;
         outcome.errors.merge(errors);
         finished.push(session);
     }
     outcome.elapsed = start.elapsed();
+    outcome.latency = std::mem::take(&mut *latency.lock().unwrap_or_else(|p| p.into_inner()));
     futures::future::join_all(finished.into_iter().map(Session::close)).await;
     Ok(outcome)
 }
 
-/// One client's loop; returns its session (to close) and what it measured.
-async fn client_loop<S: Session>(mut session: S, shared: Arc<Shared>) -> (S, Latency, ErrorTally) {
-    let (mut latency, mut errors) = (Latency::new(), ErrorTally::default());
+/// One client's loop; returns its session (to close) and its errors. Latencies go to
+/// `latency` (flushed when the loop ends).
+async fn client_loop<S: Session>(
+    mut session: S,
+    shared: Arc<Shared>,
+    mut latency: Recorder,
+) -> (S, ErrorTally) {
+    let mut errors = ErrorTally::default();
     while let Some(seq) = shared.take() {
         if let Some(p) = &shared.pacer {
             p.wait().await;
@@ -201,7 +211,8 @@ async fn client_loop<S: Session>(mut session: S, shared: Arc<Shared>) -> (S, Lat
             Err(_) => errors.add(format!("request timed out after {:?}", shared.timeout)),
         }
     }
-    (session, latency, errors)
+    latency.flush();
+    (session, errors)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A lean gRPC unary client for the unary workloads (`put`, `range`, `txn-put`).
 //!
-//! Each connection is one HTTP/2 connection (the `h2` crate) shared by the clients on it;
-//! a call opens a stream, sends the request's one message and reads the reply's message
+//! Each connection is one HTTP/2 connection ([`super::http2`]) shared by the clients on
+//! it; a call opens a stream, sends the request's one message and reads the reply's message
 //! and `grpc-status` trailer. `etcd_client` sends the same bytes through tonic's channel:
 //! a tower buffer task, hyper's dispatch task, tonic's streaming codec and interceptor per
 //! request. On one machine the load generator's CPU competes with the members it measures
@@ -11,31 +11,28 @@
 //! The wire format is plain gRPC, so it works against any etcd v3 endpoint; errors come
 //! back as `etcd_client::Error::GRpcStatus` like the etcd client's.
 
-use axum::http::{self, header, HeaderMap, Method, Request, Uri};
+use axum::http::Uri;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
 use tonic::{Code, Status};
 
 use super::connect::normalise;
+use super::http2::{self, CallError, Http2Conn};
 use super::BenchError;
-use crate::batched_io::BatchedWrites;
 
 /// gRPC's message prefix: a compression flag byte and a big-endian u32 length.
 const PREFIX_BYTES: usize = 5;
-/// HTTP/2 flow-control windows: large enough that replies (ranges of many keys) never
-/// wait for a window update.
-const WINDOW_BYTES: u32 = 8 << 20;
 
-/// The path of a gRPC method of etcd's API, as a full URI for one endpoint.
+/// A gRPC method of etcd's API on one connection: its request header block, encoded once.
 #[derive(Clone)]
-pub struct MethodUri(Uri);
+pub struct MethodUri(Bytes);
 
 /// One HTTP/2 connection to an endpoint, shared by the clients on it (cloning shares it).
 #[derive(Clone)]
 pub struct UnaryConn {
-    send: h2::client::SendRequest<Bytes>,
-    /// `http://host:port`.
-    base: String,
+    conn: Http2Conn,
+    /// `host:port`, the `:authority` of every request.
+    authority: String,
 }
 
 impl UnaryConn {
@@ -77,30 +74,20 @@ impl UnaryConn {
         stream
             .set_nodelay(true)
             .map_err(|e| Status::unavailable(format!("connecting to {endpoint}: {e}")))?;
-        let (send, connection) = h2::client::Builder::new()
-            .initial_window_size(WINDOW_BYTES)
-            .initial_connection_window_size(WINDOW_BYTES)
-            .handshake::<_, Bytes>(BatchedWrites::new(stream))
-            .await
-            .map_err(|e| transport(&e))?;
-        let peer = endpoint.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, endpoint = %peer, "benchmark connection ended");
-            }
-        });
         Ok(UnaryConn {
-            send,
-            base: base.trim_end_matches('/').to_string(),
+            conn: Http2Conn::start(stream),
+            authority: format!("{}:{port}", authority.host()),
         })
     }
 
-    /// The URI of the method at `path` (`/etcdserverpb.KV/Put`) on this connection.
+    /// The method at `path` (`/etcdserverpb.KV/Put`) on this connection.
     pub fn method(&self, path: &str) -> Result<MethodUri, BenchError> {
-        format!("{}{path}", self.base)
-            .parse()
-            .map(MethodUri)
-            .map_err(|e| BenchError::InvalidOptions(format!("method path {path:?}: {e}")))
+        if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(BenchError::InvalidOptions(format!(
+                "method path {path:?}: not an absolute path"
+            )));
+        }
+        Ok(MethodUri(http2::request_headers(&self.authority, path)))
     }
 
     /// Sends `req` to `method` and decodes the reply.
@@ -129,36 +116,20 @@ impl UnaryConn {
     /// Sends `framed` as the request body (one gRPC-framed message, or anything else to see
     /// how a server takes it) and returns the reply's message.
     pub async fn call_framed(&self, method: &MethodUri, framed: Bytes) -> Result<Bytes, Status> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(method.0.clone())
-            .header(header::CONTENT_TYPE, "application/grpc")
-            .header(header::TE, "trailers")
-            .body(())
-            .map_err(|e| Status::internal(format!("building the request: {e}")))?;
-        let mut send = self.send.clone().ready().await.map_err(|e| transport(&e))?;
-        let (response, mut stream) = send
-            .send_request(request, false)
+        let reply = self
+            .conn
+            .call(method.0.clone(), framed)
+            .await
             .map_err(|e| transport(&e))?;
-        stream.send_data(framed, true).map_err(|e| transport(&e))?;
-        let response = response.await.map_err(|e| transport(&e))?;
-        let (parts, mut body) = response.into_parts();
-        if parts.status != http::StatusCode::OK {
-            return Err(Status::unknown(format!("HTTP status {}", parts.status)));
+        if reply.status != Some(200) {
+            return Err(Status::unknown(match reply.status {
+                Some(s) => format!("HTTP status {s}"),
+                None => "reply without an HTTP status".to_string(),
+            }));
         }
         // A trailers-only reply (an error) carries grpc-status in its headers.
-        if let Some(status) = grpc_status(&parts.headers) {
-            return Err(status.unwrap_err());
-        }
-        let mut data = BytesMut::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| transport(&e))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.put(chunk);
-        }
-        let trailers = body.trailers().await.map_err(|e| transport(&e))?;
-        match trailers.as_ref().and_then(grpc_status) {
-            Some(Ok(())) => unframe(data.freeze()),
+        match grpc_status(reply.grpc_status.as_deref(), reply.grpc_message.as_deref()) {
+            Some(Ok(())) => unframe(reply.data.freeze()),
             Some(Err(status)) => Err(status),
             None => Err(Status::internal("reply ended without grpc-status")),
         }
@@ -166,31 +137,29 @@ impl UnaryConn {
 }
 
 /// A transport failure as a gRPC status, as tonic reports it.
-fn transport(e: &h2::Error) -> Status {
-    if let Some(io) = e.get_io() {
-        return Status::unavailable(format!("connection error: {io}"));
-    }
-    match e.reason() {
-        Some(h2::Reason::REFUSED_STREAM) => Status::unavailable(e.to_string()),
-        Some(h2::Reason::CANCEL) => Status::cancelled(e.to_string()),
-        _ => Status::internal(format!("h2 protocol error: {e}")),
+fn transport(e: &CallError) -> Status {
+    if e.is_refused() {
+        Status::unavailable(e.to_string())
+    } else if e.is_cancel() {
+        Status::cancelled(e.to_string())
+    } else if let CallError::Connection(_) = e {
+        Status::unavailable(e.to_string())
+    } else {
+        Status::internal(format!("h2 protocol error: {e}"))
     }
 }
 
-/// The gRPC status in `headers`: `None` without `grpc-status`, `Some(Ok)` for 0.
-fn grpc_status(headers: &HeaderMap) -> Option<Result<(), Status>> {
-    let code = headers.get("grpc-status")?;
-    let code = std::str::from_utf8(code.as_bytes())
+/// The gRPC status of a reply from its `grpc-status` and `grpc-message` values: `None`
+/// without `grpc-status`, `Some(Ok)` for 0.
+fn grpc_status(code: Option<&[u8]>, message: Option<&[u8]>) -> Option<Result<(), Status>> {
+    let code = std::str::from_utf8(code?)
         .ok()
         .and_then(|c| c.parse::<i32>().ok())
         .unwrap_or(Code::Unknown as i32);
     if code == 0 {
         return Some(Ok(()));
     }
-    let message = headers
-        .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()))
-        .unwrap_or_default();
+    let message = message.map(percent_decode).unwrap_or_default();
     Some(Err(Status::new(Code::from_i32(code), message)))
 }
 
@@ -272,18 +241,15 @@ mod tests {
     // grpc-status 0 is success; other codes carry the decoded grpc-message.
     #[test]
     fn statuses_from_headers() {
-        let mut h = HeaderMap::new();
-        assert!(grpc_status(&h).is_none());
-        h.insert("grpc-status", "0".parse().unwrap());
-        assert!(grpc_status(&h).unwrap().is_ok());
-        h.insert("grpc-status", "3".parse().unwrap());
-        h.insert(
-            "grpc-message",
-            "etcdserver:%20key%20is%20not%20provided".parse().unwrap(),
-        );
-        let s = grpc_status(&h).unwrap().unwrap_err();
+        assert!(grpc_status(None, Some(b"x")).is_none());
+        assert!(grpc_status(Some(b"0"), None).unwrap().is_ok());
+        let s = grpc_status(Some(b"3"), Some(b"etcdserver:%20key%20is%20not%20provided"))
+            .unwrap()
+            .unwrap_err();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");
+        let s = grpc_status(Some(b"zz"), None).unwrap().unwrap_err();
+        assert_eq!(s.code(), Code::Unknown);
         assert_eq!(percent_decode(b"100%"), "100%");
         assert_eq!(percent_decode(b"%zz"), "%zz");
     }

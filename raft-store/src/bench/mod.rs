@@ -22,6 +22,7 @@
 pub mod connect;
 pub mod driver;
 pub mod grpc;
+pub mod http2;
 pub mod keys;
 pub mod options;
 pub mod pacer;

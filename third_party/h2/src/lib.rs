@@ -110,7 +110,15 @@ macro_rules! ready {
 #[cfg_attr(feature = "unstable", allow(missing_docs))]
 mod codec;
 mod error;
+
+// skiff patch: `hpack` is public with `unstable`, like `frame` and `proto` (skiff-bench's
+// HTTP/2 client decodes reply headers with it; see README.skiff.md).
+#[cfg(not(feature = "unstable"))]
 mod hpack;
+
+#[cfg(feature = "unstable")]
+#[allow(missing_docs)]
+pub mod hpack;
 
 #[cfg(not(feature = "unstable"))]
 mod proto;
