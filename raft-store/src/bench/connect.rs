@@ -4,10 +4,10 @@
 //! runs over ([`Connection`]): the lean unary client of [`super::grpc`] (put, range,
 //! txn-put) or an `etcd_client::Client` (the streaming workloads). Connection `i` goes to
 //! endpoint `i mod len(endpoints)` (as etcd's benchmark spreads them), or every connection
-//! goes to the leader with `--target-leader`. Both kinds run over a [`BatchedWrites`]
-//! socket (the etcd client as a plain tonic channel): the requests the client tasks sharing
-//! a connection send at the same moment leave in one write, as grpc-go's writer (etcd's
-//! own benchmark tool) gathers them.
+//! goes to the leader with `--target-leader`. Either way the requests the client tasks
+//! sharing a connection send at the same moment leave in one write, as grpc-go's writer
+//! (etcd's own benchmark tool) gathers them: the etcd client's tonic channel runs over a
+//! [`BatchedWrites`] socket, and the unary connection's task gathers them itself.
 
 use std::io;
 

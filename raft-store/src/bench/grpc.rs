@@ -25,7 +25,7 @@ const PREFIX_BYTES: usize = 5;
 
 /// A gRPC method of etcd's API on one connection: its request header block, encoded once.
 #[derive(Clone)]
-pub struct MethodUri(Bytes);
+pub struct GrpcMethod(Bytes);
 
 /// One HTTP/2 connection to an endpoint, shared by the clients on it (cloning shares it).
 #[derive(Clone)]
@@ -81,19 +81,19 @@ impl UnaryConn {
     }
 
     /// The method at `path` (`/etcdserverpb.KV/Put`) on this connection.
-    pub fn method(&self, path: &str) -> Result<MethodUri, BenchError> {
+    pub fn method(&self, path: &str) -> Result<GrpcMethod, BenchError> {
         if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(BenchError::InvalidOptions(format!(
                 "method path {path:?}: not an absolute path"
             )));
         }
-        Ok(MethodUri(http2::request_headers(&self.authority, path)))
+        Ok(GrpcMethod(http2::request_headers(&self.authority, path)))
     }
 
     /// Sends `req` to `method` and decodes the reply.
     pub async fn call<Req: Message, Resp: Message + Default>(
         &self,
-        method: &MethodUri,
+        method: &GrpcMethod,
         req: &Req,
     ) -> Result<Resp, Status> {
         let body = self.call_framed(method, frame(req)).await?;
@@ -104,7 +104,7 @@ impl UnaryConn {
     /// failing with the error type the driver counts.
     pub async fn round_trip<Req: Message, Resp: Message + Default>(
         &self,
-        method: &MethodUri,
+        method: &GrpcMethod,
         req: &Req,
     ) -> Result<(), etcd_client::Error> {
         self.call::<Req, Resp>(method, req)
@@ -115,7 +115,7 @@ impl UnaryConn {
 
     /// Sends `framed` as the request body (one gRPC-framed message, or anything else to see
     /// how a server takes it) and returns the reply's message.
-    pub async fn call_framed(&self, method: &MethodUri, framed: Bytes) -> Result<Bytes, Status> {
+    pub async fn call_framed(&self, method: &GrpcMethod, framed: Bytes) -> Result<Bytes, Status> {
         let reply = self
             .conn
             .call(method.0.clone(), framed)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use etcd_client::proto::{PbPutRequest, PbPutResponse};
 
 use crate::bench::driver::{Session, Workload};
-use crate::bench::grpc::{MethodUri, UnaryConn};
+use crate::bench::grpc::{GrpcMethod, UnaryConn};
 use crate::bench::keys::KeyGen;
 use crate::bench::options::PutOptions;
 use crate::bench::BenchError;
@@ -28,7 +28,7 @@ impl Put {
 /// One `put` client.
 pub struct PutSession {
     conn: UnaryConn,
-    method: MethodUri,
+    method: GrpcMethod,
     keys: Arc<KeyGen>,
 }
 

@@ -4,7 +4,7 @@
 use etcd_client::proto::{PbRangeRequest, PbRangeResponse};
 
 use crate::bench::driver::{Session, Workload};
-use crate::bench::grpc::{MethodUri, UnaryConn};
+use crate::bench::grpc::{GrpcMethod, UnaryConn};
 use crate::bench::options::{Consistency, RangeOptions};
 use crate::bench::BenchError;
 
@@ -58,7 +58,7 @@ fn prefix_end(key: &[u8]) -> Vec<u8> {
 /// One `range` client.
 pub struct RangeSession {
     conn: UnaryConn,
-    method: MethodUri,
+    method: GrpcMethod,
     req: PbRangeRequest,
 }
 

@@ -10,7 +10,7 @@ use etcd_client::proto::{
 };
 
 use crate::bench::driver::{Session, Workload};
-use crate::bench::grpc::{MethodUri, UnaryConn};
+use crate::bench::grpc::{GrpcMethod, UnaryConn};
 use crate::bench::keys::KeyGen;
 use crate::bench::options::TxnPutOptions;
 use crate::bench::BenchError;
@@ -47,7 +47,7 @@ impl TxnPut {
 /// One `txn-put` client.
 pub struct TxnPutSession {
     conn: UnaryConn,
-    method: MethodUri,
+    method: GrpcMethod,
     keys: Arc<KeyGen>,
     ops: u64,
 }
