@@ -402,7 +402,7 @@ impl Conn {
     /// Sends as much of stream `id`'s body as the windows allow; `true` when all is sent.
     fn send_body(&mut self, id: u32) -> bool {
         let Some(s) = self.streams.get_mut(&id) else {
-            return true;
+            return true; // ended: nothing left to send
         };
         while !s.unsent.is_empty() {
             let room = s
@@ -445,8 +445,12 @@ impl Conn {
         }
     }
 
-    /// Ends stream `id` with `result`.
+    /// Ends stream `id` with `result` (however it ended: reply, reset, GOAWAY); any body
+    /// it had not sent yet is dropped.
     fn finish(&mut self, id: u32, result: Result<(), CallError>) {
+        if !self.blocked.is_empty() {
+            self.blocked.retain(|&b| b != id);
+        }
         if let Some(s) = self.streams.remove(&id) {
             let _ = s.reply.send(result.map(|()| s.response));
         }
@@ -519,31 +523,20 @@ impl Conn {
                     end_stream: flags & END_STREAM != 0,
                     block: payload,
                 };
-                if flags & END_HEADERS != 0 {
-                    self.header_block(block)
-                } else {
-                    self.partial = Some(block);
-                    Ok(())
-                }
+                self.header_fragment(flags, block)
             }
             CONTINUATION => {
                 let Some(mut p) = self.partial.take() else {
                     return Err(ConnError("CONTINUATION without a header block".into()));
                 };
                 p.block.unsplit(payload);
-                if flags & END_HEADERS != 0 {
-                    self.header_block(p)
-                } else {
-                    self.partial = Some(p);
-                    Ok(())
-                }
+                self.header_fragment(flags, p)
             }
             RST_STREAM => {
                 if payload.len() != 4 {
                     return Err(ConnError("RST_STREAM of the wrong size".into()));
                 }
                 let code = payload.get_u32();
-                self.blocked.retain(|&id| id != stream);
                 self.finish(stream, Err(CallError::Reset(code)));
                 Ok(())
             }
@@ -571,7 +564,6 @@ impl Conn {
                     .filter(|&id| id > last)
                     .collect();
                 for id in refused {
-                    self.blocked.retain(|&b| b != id);
                     self.finish(id, Err(CallError::GoingAway));
                 }
                 for call in self.waiting.drain(..) {
@@ -633,6 +625,16 @@ impl Conn {
             self.finish(stream, Ok(()));
         }
         Ok(())
+    }
+
+    /// Decodes the block if this frame ended it (END_HEADERS), else waits for CONTINUATION.
+    fn header_fragment(&mut self, flags: u8, block: PartialBlock) -> Result<(), ConnError> {
+        if flags & END_HEADERS != 0 {
+            self.header_block(block)
+        } else {
+            self.partial = Some(block);
+            Ok(())
+        }
     }
 
     /// Decodes a complete header block (always, to keep the HPACK table in step) and
@@ -1028,6 +1030,21 @@ mod tests {
         let out = frames(c.take_output());
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].1, out[0].3.len()), (END_STREAM, 4_465));
+    }
+
+    // A stream the server ends while its body waits for window sends no more of it.
+    #[test]
+    fn ended_stream_leaves_the_blocked_queue() {
+        let mut c = conn();
+        let mut rx = call(&mut c, &vec![1u8; 70_000]);
+        c.take_output();
+        c.receive(&mut frame(RST_STREAM, 0, 1, &CANCEL.to_be_bytes()))
+            .unwrap();
+        assert!(rx.try_recv().unwrap().unwrap_err().is_cancel());
+        c.receive(&mut frame(WINDOW_UPDATE, 0, 0, &10_000u32.to_be_bytes()))
+            .unwrap();
+        assert!(!c.has_output(), "nothing sent for the reset stream");
+        assert!(c.blocked.is_empty());
     }
 
     // The server's stream limit queues calls until a stream ends.
